@@ -1,0 +1,97 @@
+"""The `ecgtune` command: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ecgtune.errors import EcgtuneError
+
+
+def cmd_search(args) -> int:
+    """Run a named search space on a Ray cluster (local Ray by default), tracked in MLflow."""
+    from ecgtune.report import format_summary
+    from ecgtune.spaces import load_space
+
+    space = load_space(args.space)
+    if args.patients:
+        space = space.with_patients([p.strip() for p in args.patients.split(",") if p.strip()])
+    if args.smoke_test:
+        space = space.shrunk(patients_given=bool(args.patients))
+    from ecgtune.tuning.search import run_search
+
+    summaries = run_search(
+        space, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir, resume=args.resume
+    )
+    print(format_summary(summaries, space.metric))
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    """List the named search spaces with their one-line descriptions."""
+    from ecgtune.spaces import list_spaces
+
+    for name, description in list_spaces().items():
+        print(f"{name:24} {description}")
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    """Download (if missing) and prepare a dataset once, so that searches start from the cache."""
+    from ecgtune.data import get_dataset
+
+    params = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        params[key] = _parse_scalar(value)
+    examples = get_dataset(args.dataset, root=args.data_dir).prepare(**params)
+    counts = {name: int((examples.y == i).sum()) for i, name in enumerate(examples.label_names)}
+    print(f"{args.dataset}: {len(examples)} examples of shape {examples.x.shape[1:]} from "
+          f"{len(set(examples.records))} records; classes {counts}")
+    return 0
+
+
+def _parse_scalar(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecgtune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help=cmd_search.__doc__, description=cmd_search.__doc__)
+    search.add_argument("--space", required=True, help="a name from `ecgtune spaces`, or a path to a YAML file")
+    search.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
+    search.add_argument("--mlflow-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or a SQLite file in ~/.ecgtune")
+    search.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR or ~/.ecgtune/data")
+    search.add_argument("--patients", help="comma-separated records for per-patient stages, e.g. 100,208")
+    search.add_argument("--smoke-test", action="store_true", help="shrink to a CI-sized run, keeping the grid")
+    search.add_argument("--resume", action="store_true", help="continue the last interrupted search of this space")
+    search.set_defaults(func=cmd_search)
+
+    spaces = sub.add_parser("spaces", help=cmd_spaces.__doc__, description=cmd_spaces.__doc__)
+    spaces.set_defaults(func=cmd_spaces)
+
+    data = sub.add_parser("data", help="dataset commands")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    prepare = data_sub.add_parser("prepare", help=cmd_data_prepare.__doc__, description=cmd_data_prepare.__doc__)
+    prepare.add_argument("dataset", help="a dataset name, e.g. mitdb")
+    prepare.add_argument("--data-dir", help="folder holding the datasets")
+    prepare.add_argument("--param", action="append", metavar="KEY=VALUE", help="a preprocessing parameter, repeatable")
+    prepare.set_defaults(func=cmd_data_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EcgtuneError as exc:
+        print(f"ecgtune: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

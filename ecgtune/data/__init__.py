@@ -1,0 +1,12 @@
+"""Datasets: a registry of dataset classes, the `Examples` they produce, and split protocols.
+
+Importing this package registers every dataset module below; wfdb and scipy are imported
+only when a dataset actually reads or filters records.
+"""
+
+from ecgtune.data import mitdb as _mitdb  # noqa: F401  (registers "mitdb")
+from ecgtune.data._registry import get_dataset, list_datasets, register_dataset
+from ecgtune.data.examples import Examples
+from ecgtune.data.splits import assign_split, list_splits
+
+__all__ = ["Examples", "assign_split", "get_dataset", "list_datasets", "list_splits", "register_dataset"]

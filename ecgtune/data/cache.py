@@ -1,0 +1,218 @@
+"""Disk plumbing shared by datasets: file locks, verified downloads, and the prepared-array cache.
+
+Nothing here knows about a particular dataset. Two rules hold throughout:
+
+1. No half-written file ever carries its final name: every write goes to a temporary file
+   in the destination folder and is renamed into place (atomic on one filesystem).
+2. Locks live in `paths.lock_dir()`, never beside the data, because the data root may be
+   read-only and several Ray trials may start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ecgtune import paths
+from ecgtune.errors import EcgtuneError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20  # 1 MiB: MIT-BIH .dat files are ~1.9 MB, so a few reads each
+# mkstemp creates files readable by the owner only; data and caches may be shared by the
+# users of a cluster, so finished files get the usual rw-r--r--.
+_FILE_MODE = 0o644
+
+
+class DownloadError(EcgtuneError):
+    """A file could not be fetched or written; `reason` says why, `url` where from."""
+
+    def __init__(self, message: str, *, url: str, reason: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class ChecksumError(EcgtuneError):
+    """A downloaded file's SHA-256 differs from the published one (the file was discarded)."""
+
+
+def file_lock(name: str, timeout: float = -1):
+    """An inter-process lock file `<lock_dir>/<name>.lock`.
+
+    Args:
+        name: Lock name; use one per resource (e.g. "mitdb-download").
+        timeout: Seconds to wait; negative waits forever.
+
+    Returns:
+        A `filelock.FileLock`, to be used as a context manager.
+    """
+    from filelock import FileLock  # light, but only download/prepare need it
+
+    lock_dir = paths.lock_dir()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock_dir / f"{name}.lock"), timeout=timeout)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_checksums(text: str, *, source: str = "<checksums>") -> dict[str, str]:
+    """Parse `sha256sum` output ("<hex>  <path>" per line) into {path: hex}.
+
+    Args:
+        text: The file's contents.
+        source: Where the text came from, for error messages.
+
+    Raises:
+        EcgtuneError: On a line that is not "<64 hex digits>  <path>".
+    """
+    table: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition(" ")
+        # sha256sum writes "*" before the name in binary mode and " " in text mode.
+        name = name.lstrip(" *")
+        if len(digest) != 64 or not name or any(c not in "0123456789abcdef" for c in digest.lower()):
+            raise EcgtuneError(f"{source}, line {number}: expected '<sha256 hex>  <path>', got {line!r}")
+        table[name] = digest.lower()
+    return table
+
+
+def _iter_response(url: str, timeout: float) -> Iterator[bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        yield from iter(lambda: response.read(_CHUNK), b"")
+
+
+def download_verified(url: str, dest: str | os.PathLike, expected_sha256: str, *, timeout: float = 60.0) -> None:
+    """Fetch `url` into `dest`, keeping it only if its SHA-256 is `expected_sha256`.
+
+    The bytes go to a hidden temporary file in `dest`'s folder, hashed as they arrive, and
+    are renamed to `dest` only after the hash matched; on any failure the temporary file is
+    removed, so `dest` either does not exist or is complete and verified.
+
+    Args:
+        url: Where to fetch from (http, https or file).
+        dest: Final path of the file.
+        expected_sha256: Published hex SHA-256 of the file.
+        timeout: Seconds to wait for the server on each read.
+
+    Raises:
+        DownloadError: The folder is not writable, or the server or network failed.
+        ChecksumError: The bytes arrived but their SHA-256 differs; nothing is kept.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as err:
+        raise DownloadError(
+            f"cannot write into {dest.parent} ({err.strerror or err}); is the folder read-only?",
+            url=url,
+            reason=f"folder {dest.parent} is not writable: {err.strerror or err}",
+        ) from err
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _iter_response(url, timeout):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except urllib.error.HTTPError as err:
+            reason = f"HTTP {err.code} {err.reason}"
+            raise DownloadError(f"{url}: {reason}", url=url, reason=reason) from err
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+            reason = str(getattr(err, "reason", None) or err) or type(err).__name__
+            raise DownloadError(f"{url}: {reason}", url=url, reason=reason) from err
+        actual = digest.hexdigest()
+        if actual != expected_sha256.lower():
+            raise ChecksumError(
+                f"checksum mismatch for {dest.name} downloaded from {url}: expected SHA-256 "
+                f"{expected_sha256.lower()}, got {actual}; the file was discarded (a corrupted "
+                f"transfer or a changed upstream file; try again)"
+            )
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """A short stable hash of JSON-serialisable parameters (key order does not matter)."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Call `write(file_object)` on a temporary file beside `path`, then rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp_name, _FILE_MODE)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None if it is unreadable (then it is rebuilt)."""
+    try:
+        # allow_pickle=False: the cache holds plain arrays only, never code.
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError) as err:
+        log.warning("ignoring unreadable prepared-array cache %s (%s); rebuilding it", path, err)
+        return None
+
+
+def prepared_path(prefix: str, params: dict[str, Any]) -> Path:
+    """Where the arrays prepared with `params` are cached: `<cache_dir>/<prefix>-<hash>.npz`."""
+    return paths.cache_dir() / f"{prefix}-{params_key(params)}.npz"
+
+
+def get_or_build(
+    prefix: str, params: dict[str, Any], build: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Load the arrays cached for `params`, or build, cache and return them.
+
+    The cache holds `<prefix>-<hash>.npz` and, beside it, `<prefix>-<hash>.json` with the
+    parameters (for people looking at the folder). Building runs under a lock so that
+    trials starting together build once; the others wait and then read the file.
+
+    Args:
+        prefix: File-name prefix, e.g. "mitdb-windows".
+        params: Everything that determines the arrays (JSON-serialisable); hashed into the name.
+        build: Computes the arrays on a cache miss.
+    """
+    path = prepared_path(prefix, params)
+    if path.exists() and (arrays := _read_npz(path)) is not None:
+        return arrays
+    with file_lock(path.stem):
+        # Another process may have built it while we waited for the lock.
+        if path.exists() and (arrays := _read_npz(path)) is not None:
+            return arrays
+        arrays = build()
+        text = json.dumps(params, sort_keys=True, indent=2) + "\n"
+        _atomic_write(path.with_suffix(".json"), lambda f: f.write(text.encode()))
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
+    return arrays

@@ -1,0 +1,143 @@
+"""Split protocols as data: each maps prepared examples to "train" / "val" / "test" / "".
+
+"" means the example takes no part in that protocol (e.g. a paced record in the
+inter-patient protocol). Every protocol is deterministic: the same examples and seed give
+the same assignment, on any machine and in any phase (pre-training, scratch, fine-tune).
+
+Assign on the examples exactly as `prepare()` returned them (all records, before any
+subset): the protocols look at record names, labels and positions, not at row order, but
+taking a subset first changes which examples exist to be split.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable
+
+import numpy as np
+
+from ecgtune.data.examples import Examples
+from ecgtune.errors import EcgtuneError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+# de Chazal P, O'Dwyer M, Reilly RB. Automatic classification of heartbeats using ECG
+# morphology and heartbeat interval features. IEEE Trans Biomed Eng 51(7):1196-1206 (2004).
+# The four paced records (102, 104, 107, 217) are in neither set.
+DS1 = (
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
+    "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230",
+)  # fmt: skip
+DS2 = (
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210",
+    "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234",
+)  # fmt: skip
+
+# Validation records held out of DS1. Together they hold all four beat classes of interest
+# (N; S: 118, 124; V: 118, 124, 205; F: 124, 205) while the bulk of each minority class stays
+# in training (S in 209, F in 208, V in 106/119/208/223). All are distinct patients.
+INTER_PATIENT_VAL = ("101", "118", "124", "205")
+
+# Records 201 and 202 come from one patient (MIT-BIH directory). 201 is in DS1 and 202 in
+# DS2, so scoring on 202 would test on a patient seen in training: 202 is left out.
+INTER_PATIENT_EXCLUDED = ("202",)
+
+_TEST_FRACTION = 0.2  # per_patient: of each record and class
+_VAL_FRACTION = 0.2  # per_patient: of what is left after the test part
+_CHRONO_TRAIN_END = 0.64  # chronological: first 64 % train ...
+_CHRONO_VAL_END = 0.80  # ... next 16 % val, last 20 % test
+
+
+def _record_seed(record: str) -> int:
+    """A stable integer for a record name (Python's hash() is salted per process)."""
+    return zlib.crc32(record.encode())
+
+
+def _round_half_up(x: float) -> int:
+    # Python's round() rounds half to even; a split size should not depend on parity.
+    return int(np.floor(x + 0.5))
+
+
+def _per_patient(examples: Examples, seed: int) -> np.ndarray:
+    """The seed study's protocol: a stratified random 20 % test / 16 % val / 64 % train in each record.
+
+    Windows of one patient sit in train and in test; that is the point of a per-patient
+    study (a model tuned to one patient), not a patient-level generalisation estimate.
+    Each record has its own RNG seeded from (seed, record name), so its test examples do not
+    depend on which other records were prepared with it.
+    """
+    out = np.full(len(examples), "", dtype=object)
+    for record in np.unique(examples.records):
+        rng = np.random.default_rng([seed, _record_seed(str(record))])
+        in_record = np.flatnonzero(examples.records == record)
+        # Time order, so the assignment does not depend on how rows were ordered.
+        in_record = in_record[np.argsort(examples.positions[in_record], kind="stable")]
+        for label in np.unique(examples.y[in_record]):
+            members = rng.permutation(in_record[examples.y[in_record] == label])
+            n_test = _round_half_up(_TEST_FRACTION * len(members))  # 0 for a single example: train
+            n_val = _round_half_up(_VAL_FRACTION * (len(members) - n_test))
+            out[members[:n_test]] = "test"
+            out[members[n_test : n_test + n_val]] = "val"
+            out[members[n_test + n_val :]] = "train"
+    return out
+
+
+def _chronological(examples: Examples, seed: int) -> np.ndarray:
+    """In each record, by time: the first 64 % train, the next 16 % val, the last 20 % test."""
+    del seed  # deterministic by construction
+    out = np.full(len(examples), "", dtype=object)
+    for record in np.unique(examples.records):
+        in_record = np.flatnonzero(examples.records == record)
+        in_record = in_record[np.argsort(examples.positions[in_record], kind="stable")]
+        n = len(in_record)
+        train_end = _round_half_up(_CHRONO_TRAIN_END * n)
+        val_end = _round_half_up(_CHRONO_VAL_END * n)
+        out[in_record[:train_end]] = "train"
+        out[in_record[train_end:val_end]] = "val"
+        out[in_record[val_end:]] = "test"
+    return out
+
+
+def _inter_patient(examples: Examples, seed: int) -> np.ndarray:
+    """de Chazal's DS1 (train, less the validation records) / DS2 (test); other records ""."""
+    del seed  # fixed record lists
+    out = np.full(len(examples), "", dtype=object)
+    out[np.isin(examples.records, DS1)] = "train"
+    out[np.isin(examples.records, INTER_PATIENT_VAL)] = "val"
+    out[np.isin(examples.records, DS2)] = "test"
+    out[np.isin(examples.records, INTER_PATIENT_EXCLUDED)] = ""
+    return out
+
+
+_PROTOCOLS: dict[str, Callable[[Examples, int], np.ndarray]] = {
+    "chronological": _chronological,
+    "inter_patient": _inter_patient,
+    "per_patient": _per_patient,
+}
+
+
+def list_splits() -> list[str]:
+    """Names of the split protocols, sorted."""
+    return sorted(_PROTOCOLS)
+
+
+def assign_split(protocol: str, examples: Examples, *, seed: int = 42) -> np.ndarray:
+    """Assign every example to "train", "val", "test" or "" (not used) under a protocol.
+
+    Args:
+        protocol: One of `list_splits()`.
+        examples: The prepared examples (all of them; see the module docstring).
+        seed: Seeds the random protocols (per_patient); ignored by the fixed ones.
+
+    Returns:
+        Shape (N,) array of str.
+
+    Raises:
+        EcgtuneError: If the protocol is unknown.
+    """
+    try:
+        assign = _PROTOCOLS[protocol]
+    except KeyError:
+        known = ", ".join(list_splits())
+        raise EcgtuneError(f"unknown split protocol {protocol!r}; known protocols: {known}") from None
+    return assign(examples, seed).astype(str)

@@ -1,0 +1,409 @@
+"""Search-space files: YAML -> validated frozen dataclasses -> ray.tune domains.
+
+A file is rejected before Ray starts, with the file, the key and what was expected. Domains take a short
+form (bounds of ``int`` and ``float`` are both inclusive)::
+
+    lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+    epochs: {type: int, low: 5, high: 30}
+    optimizer: {type: categorical, choices: [adam, sgd]}
+    batch_size: {grid: [4, 16, 32]}
+    weight_decay: 1.0e-4            # a fixed value
+
+See search_spaces/*.yaml for complete files and docs/search_spaces.md for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecgtune.errors import EcgtuneError
+
+STAGES = ("pretrain", "scratch", "finetune")
+ALGORITHMS = ("grid", "random", "optuna")
+SCHEDULERS = ("none", "asha")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULERS = ("none", "reducelr", "cycliclr", "cosine")
+
+# Training parameters a stage may set or search; anything else in `params` is a typo.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "momentum": 0.9,  # SGD only
+    "batch_size": 32,
+    "epochs": 30,
+    "weighted_sampling": False,
+    "lr_scheduler": "none",
+    "early_stopping_patience": 0,  # 0 = train all epochs
+    "freeze_features": False,  # finetune only: train the head alone
+    "seed": 0,
+}
+
+
+def _fail(where: str, key: str, expected: str, got: Any) -> EcgtuneError:
+    return EcgtuneError(f"{where}: key {key!r}: expected {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One searched parameter: ``kind`` is float, int, categorical or grid."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    values: tuple = ()
+
+    def to_tune(self):
+        """The ray.tune domain for this parameter."""
+        from ray import tune
+
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        if self.kind == "categorical":
+            return tune.choice(list(self.values))
+        if self.kind == "float":
+            return (tune.loguniform if self.log else tune.uniform)(self.low, self.high)
+        # tune.randint excludes its upper bound; ours is inclusive, as documented above.
+        return (tune.lograndint if self.log else tune.randint)(int(self.low), int(self.high) + 1)
+
+
+def parse_value(raw: Any, where: str, key: str) -> Any:
+    """A fixed value stays as it is; a mapping becomes a validated Domain."""
+    if not isinstance(raw, dict):
+        return raw
+    if set(raw) == {"grid"}:
+        values = raw["grid"]
+        if not isinstance(values, list) or not values:
+            raise _fail(where, f"{key}.grid", "a non-empty list", values)
+        return Domain("grid", values=tuple(values))
+    kind = raw.get("type")
+    if kind == "categorical":
+        extra = set(raw) - {"type", "choices"}
+        choices = raw.get("choices")
+        if extra or not isinstance(choices, list) or not choices:
+            raise _fail(where, key, "{type: categorical, choices: [a non-empty list]}", raw)
+        return Domain("categorical", values=tuple(choices))
+    if kind in ("float", "int"):
+        extra = set(raw) - {"type", "low", "high", "log"}
+        if extra:
+            raise _fail(where, key, f"only type, low, high, log for a {kind} domain", sorted(extra))
+        low, high, log = raw.get("low"), raw.get("high"), raw.get("log", False)
+        number = (int,) if kind == "int" else (int, float)
+        for name, bound in (("low", low), ("high", high)):
+            if not isinstance(bound, number) or isinstance(bound, bool):
+                raise _fail(where, f"{key}.{name}", f"a number ({kind})", bound)
+        if not low <= high:
+            raise EcgtuneError(f"{where}: key {key!r}: low <= high must hold, got ({low=}, {high=})")
+        if not isinstance(log, bool):
+            raise _fail(where, f"{key}.log", "true or false", log)
+        if log and low <= 0:
+            raise EcgtuneError(f"{where}: key {key!r}: a log domain needs low > 0, got {low=}")
+        return Domain(kind, low=low, high=high, log=log)
+    raise _fail(
+        where,
+        key,
+        "a fixed value, {grid: [...]}, {type: float|int, low, high[, log]} or {type: categorical, choices}",
+        raw,
+    )
+
+
+def _check_keys(raw: Any, where: str, section: str, allowed: set[str], required: set[str] = frozenset()):
+    if not isinstance(raw, dict):
+        raise _fail(where, section, "a mapping", raw)
+    unknown = set(raw) - allowed
+    if unknown:
+        raise _fail(where, f"{section}.{sorted(unknown)[0]}", f"one of {sorted(allowed)}", "an unknown key")
+    missing = required - set(raw)
+    if missing:
+        raise EcgtuneError(f"{where}: key {section!r}: missing required key(s) {sorted(missing)}")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    algorithm: str = "grid"
+    num_samples: int = 1
+    scheduler: str = "none"
+    grace_period: int = 1  # ASHA: epochs before a trial may be stopped
+    reduction_factor: int = 2  # ASHA
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One phase of a study: what to train, and over which parameters."""
+
+    stage: str
+    params: dict  # training parameter -> fixed value or Domain
+    per_patient: bool
+    search: SearchSpec
+
+    def domains(self) -> dict[str, Domain]:
+        return {k: v for k, v in self.params.items() if isinstance(v, Domain)}
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    """How --smoke-test shrinks the space: the grid stays, everything else gets small."""
+
+    epochs: int = 1
+    patients: int = 2
+    max_per_record: int = 300
+    num_samples: int = 2
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: Path
+    description: str
+    dataset: str
+    preprocessing: dict
+    split: str
+    model: str
+    model_hparams: dict
+    metric: str
+    mode: str
+    cpu: float
+    gpu: float
+    patients: tuple[str, ...]
+    stages: tuple[StageSpec, ...]
+    smoke: SmokeSpec = field(default_factory=SmokeSpec)
+    smoke_test: bool = False
+
+    def stage(self, name: str) -> StageSpec | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    @property
+    def experiment_name(self) -> str:
+        # Smoke runs get their own experiment and registered models so that they never
+        # become the champion a real search is compared with.
+        return f"{self.name}-smoke" if self.smoke_test else self.name
+
+    def with_patients(self, patients: list[str]) -> "SearchSpace":
+        """The same space over other patients (the --patients option)."""
+        if not any(s.per_patient for s in self.stages):
+            raise EcgtuneError(f"{self.path}: --patients given, but no stage of space {self.name!r} is per patient")
+        return dataclasses.replace(self, patients=tuple(str(p) for p in patients))
+
+    def shrunk(self, patients_given: bool) -> "SearchSpace":
+        """The --smoke-test version: few epochs, few patients, capped examples, the grid kept."""
+        smoke = self.smoke
+        stages = []
+        for s in self.stages:
+            params = dict(s.params, epochs=min(_max_epochs(s.params), smoke.epochs))
+            search = dataclasses.replace(
+                s.search, num_samples=min(s.search.num_samples, smoke.num_samples), grace_period=1
+            )
+            stages.append(dataclasses.replace(s, params=params, search=search))
+        patients = self.patients if patients_given else self.patients[: smoke.patients]
+        preprocessing = dict(self.preprocessing, max_per_record=smoke.max_per_record)
+        if any(s.per_patient for s in stages) and "records" in preprocessing:
+            # Pre-training sees the train portions of the study's patients only, so keep it small too.
+            preprocessing["records"] = list(patients)
+        return dataclasses.replace(
+            self, stages=tuple(stages), patients=patients, preprocessing=preprocessing, smoke_test=True
+        )
+
+
+def _max_epochs(params: dict) -> int:
+    epochs = params.get("epochs", TRAIN_DEFAULTS["epochs"])
+    if isinstance(epochs, Domain):
+        return int(epochs.high if epochs.kind == "int" else max(epochs.values))
+    return int(epochs)
+
+
+def _parse_search(raw: Any, where: str, section: str, base: SearchSpec) -> SearchSpec:
+    if raw is None:
+        return base
+    allowed = {f.name for f in dataclasses.fields(SearchSpec)}
+    _check_keys(raw, where, section, allowed)
+    spec = dataclasses.replace(base, **raw)
+    if spec.algorithm not in ALGORITHMS:
+        raise _fail(where, f"{section}.algorithm", f"one of {list(ALGORITHMS)}", spec.algorithm)
+    if spec.scheduler not in SCHEDULERS:
+        raise _fail(where, f"{section}.scheduler", f"one of {list(SCHEDULERS)}", spec.scheduler)
+    for key in ("num_samples", "grace_period", "reduction_factor"):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _fail(where, f"{section}.{key}", "a positive integer", value)
+    return spec
+
+
+def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> StageSpec:
+    section = f"stages[{index}]"
+    _check_keys(raw, where, section, {"stage", "params", "per_patient", "search"}, {"stage"})
+    stage = raw["stage"]
+    if stage not in STAGES:
+        raise _fail(where, f"{section}.stage", f"one of {list(STAGES)}", stage)
+    params_raw = raw.get("params") or {}
+    _check_keys(params_raw, where, f"{section}.params", set(TRAIN_DEFAULTS))
+    params = {k: parse_value(v, where, f"{section}.params.{k}") for k, v in params_raw.items()}
+    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS)):
+        value = params.get(key)
+        values = value.values if isinstance(value, Domain) else (value,) if value is not None else ()
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise _fail(where, f"{section}.params.{key}", f"one of {list(allowed)}", bad[0])
+    per_patient = raw.get("per_patient", stage != "pretrain")
+    if not isinstance(per_patient, bool):
+        raise _fail(where, f"{section}.per_patient", "true or false", per_patient)
+    if stage == "pretrain" and per_patient:
+        raise _fail(where, f"{section}.per_patient", "false for stage pretrain (it uses all patients)", True)
+    search = _parse_search(raw.get("search"), where, f"{section}.search", base_search)
+    domains = {k: v for k, v in params.items() if isinstance(v, Domain)}
+    if search.algorithm == "optuna":
+        grids = [k for k, d in domains.items() if d.kind == "grid"]
+        if grids:
+            raise _fail(
+                where,
+                f"{section}.params.{grids[0]}",
+                "{type: categorical, choices: [...]} (Optuna cannot take a grid); or search.algorithm: grid",
+                params_raw[grids[0]],
+            )
+    if search.algorithm == "grid" and any(d.kind != "grid" for d in domains.values()):
+        name = next(k for k, d in domains.items() if d.kind != "grid")
+        raise _fail(where, f"{section}.params.{name}", "{grid: [...]} or a fixed value with algorithm grid", params_raw[name])
+    return StageSpec(stage=stage, params=params, per_patient=per_patient, search=search)
+
+
+TOP_KEYS = {
+    "description", "dataset", "model", "metric", "mode", "resources", "patients", "search", "stages", "smoke_test",
+}
+
+
+def parse_space(raw: Any, path: Path) -> SearchSpace:
+    """Validate a loaded YAML document; every error names ``path`` and the key."""
+    where = str(path)
+    _check_keys(raw, where, "(top level)", TOP_KEYS, {"description", "dataset", "model", "metric", "mode", "stages"})
+    if not isinstance(raw["description"], str) or not raw["description"].strip():
+        raise _fail(where, "description", "a one-line description", raw["description"])
+
+    dataset = raw["dataset"]
+    _check_keys(dataset, where, "dataset", {"name", "split", "preprocessing"}, {"name"})
+    from ecgtune.data import list_datasets, list_splits
+
+    if dataset["name"] not in list_datasets():
+        raise _fail(where, "dataset.name", f"one of {list_datasets()}", dataset["name"])
+    split = dataset.get("split", "per_patient")
+    if split not in list_splits():
+        raise _fail(where, "dataset.split", f"one of {list_splits()}", split)
+    preprocessing = dataset.get("preprocessing") or {}
+    _check_keys(preprocessing, where, "dataset.preprocessing", set(preprocessing))
+
+    model = raw["model"]
+    _check_keys(model, where, "model", set(model), {"name"})
+    model_hparams = {k: v for k, v in model.items() if k != "name"}
+    from ecgtune.models._registry import list_models
+
+    _import_model_families()
+    if model["name"] not in list_models():
+        raise _fail(where, "model.name", f"one of {list_models()}", model["name"])
+
+    if raw["mode"] not in ("max", "min"):
+        raise _fail(where, "mode", "max or min", raw["mode"])
+    if not isinstance(raw["metric"], str) or not raw["metric"].startswith("val_"):
+        raise _fail(where, "metric", "a validation metric such as val_balanced_accuracy (selection is on validation)", raw["metric"])
+
+    resources = raw.get("resources") or {}
+    _check_keys(resources, where, "resources", {"cpu", "gpu"})
+    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
+    for key, value in (("cpu", cpu), ("gpu", gpu)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise _fail(where, f"resources.{key}", "a number >= 0 (fractions share a GPU)", value)
+
+    patients = raw.get("patients", [])
+    if not isinstance(patients, list):
+        raise _fail(where, "patients", "a list of record names", patients)
+
+    base_search = _parse_search(raw.get("search"), where, "search", SearchSpec())
+    stages_raw = raw["stages"]
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise _fail(where, "stages", "a non-empty list of {stage, params, ...}", stages_raw)
+    stages = tuple(_parse_stage(s, where, i, base_search) for i, s in enumerate(stages_raw))
+    names = [s.stage for s in stages]
+    if len(set(names)) != len(names):
+        raise _fail(where, "stages", "each stage at most once", names)
+    if any(s.per_patient for s in stages) and not patients:
+        raise _fail(where, "patients", "a non-empty list (a stage is per patient)", patients)
+
+    smoke_raw = raw.get("smoke_test") or {}
+    _check_keys(smoke_raw, where, "smoke_test", {f.name for f in dataclasses.fields(SmokeSpec)})
+    smoke = SmokeSpec(**smoke_raw)
+
+    return SearchSpace(
+        name=path.stem,
+        path=path,
+        description=raw["description"].strip(),
+        dataset=dataset["name"],
+        preprocessing=dict(preprocessing),
+        split=split,
+        model=model["name"],
+        model_hparams=model_hparams,
+        metric=raw["metric"],
+        mode=raw["mode"],
+        cpu=float(cpu),
+        gpu=float(gpu),
+        patients=tuple(str(p) for p in patients),
+        stages=stages,
+        smoke=smoke,
+    )
+
+
+def _import_model_families() -> None:
+    import ecgtune.models  # noqa: F401  (registers the families; imports torch)
+
+
+def spaces_dir() -> Path:
+    """ECGTUNE_SPACES_DIR, else the search_spaces/ folder beside the package."""
+    env = os.environ.get("ECGTUNE_SPACES_DIR")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def list_spaces() -> dict[str, str]:
+    """Space name -> its one-line description."""
+    import yaml
+
+    out = {}
+    for path in sorted(spaces_dir().glob("*.yaml")):
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        out[path.stem] = str(raw.get("description", "")).strip() if isinstance(raw, dict) else ""
+    return out
+
+
+def resolve_space_path(name_or_path: str) -> Path:
+    """A name in search_spaces/ or a path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate.resolve()
+    named = spaces_dir() / f"{name_or_path}.yaml"
+    if named.exists():
+        return named
+    raise EcgtuneError(
+        f"unknown search space {name_or_path!r}: no file {named}; known spaces: {', '.join(list_spaces())}"
+    )
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """Read, parse and validate a search-space file."""
+    import yaml
+
+    path = resolve_space_path(name_or_path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise EcgtuneError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_space(raw, path)
+
+
+def to_param_space(space: SearchSpace, stage: StageSpec) -> dict:
+    """The Tuner's param_space: fixed training defaults, the stage's values and the searched domains."""
+    train = dict(TRAIN_DEFAULTS)
+    for key, value in stage.params.items():
+        train[key] = value.to_tune() if isinstance(value, Domain) else value
+    return {"train": train}

@@ -1,0 +1,50 @@
+"""What a trial checkpoint holds, and rebuilding a model from one (for test evaluation and promotion)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+STATE_FILE = "state.pt"
+
+
+def model_spec(config: dict, examples) -> dict:
+    """Everything create_model needs, stored in the checkpoint so a model can be rebuilt without the space."""
+    return {
+        "name": config["model"]["name"],
+        "in_channels": int(examples.x.shape[1]),
+        "num_classes": len(examples.label_names),
+        "input_length": int(examples.x.shape[2]),
+        "hparams": dict(config["model"].get("hparams", {})),
+        "label_names": list(examples.label_names),
+    }
+
+
+def build_model(spec: dict):
+    from ecgtune.models import create_model
+
+    return create_model(
+        spec["name"],
+        in_channels=spec["in_channels"],
+        num_classes=spec["num_classes"],
+        input_length=spec["input_length"],
+        **spec["hparams"],
+    )
+
+
+def save_state(directory: str | os.PathLike, state: dict) -> None:
+    torch.save(state, Path(directory) / STATE_FILE)
+
+
+def load_state(directory: str | os.PathLike) -> dict:
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def model_from_checkpoint_dir(directory: str | os.PathLike):
+    """The best model of a trial, on the CPU, in eval mode, with the checkpoint's state."""
+    state = load_state(directory)
+    model = build_model(state["model_spec"])
+    model.load_state_dict(state["model_state"])
+    return model.eval(), state

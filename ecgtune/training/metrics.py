@@ -1,0 +1,50 @@
+"""Classification metrics from logits, for binary (one logit) and N-class heads alike."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """(N, 1) logits -> (N, 2) probabilities; (N, K) logits -> softmax (N, K)."""
+    if logits.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+        return np.stack([1.0 - p, p], axis=1)
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
+    """Balanced accuracy, macro F1 / precision / recall and AUROC, names prefixed by the stage.
+
+    Classes absent from ``y`` do not count in the macro averages; AUROC is NaN when ``y`` holds
+    one class only (a patient whose validation windows are all normal, say).
+    """
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    proba = probabilities(logits)
+    pred = proba.argmax(axis=1)
+    present = np.unique(y)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, pred, labels=present, average="macro", zero_division=0
+    )
+    metrics = {
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else float("nan"),
+        "f1_macro": float(f1),
+        "precision_macro": float(precision),
+        "recall_macro": float(recall),
+        "auroc": float("nan"),
+    }
+    if len(present) > 1:
+        if proba.shape[1] == 2:
+            metrics["auroc"] = float(roc_auc_score(y, proba[:, 1]))
+        else:
+            cols = proba[:, present]
+            cols = cols / cols.sum(axis=1, keepdims=True)
+            metrics["auroc"] = float(roc_auc_score(y, cols, multi_class="ovr", labels=present))
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}

@@ -1,0 +1,1 @@
+"""Tuner assembly, MLflow tracking and champion promotion."""

@@ -1,0 +1,130 @@
+"""Champions in the MLflow model registry: a registered model per (stage, dataset, model[, patient]).
+
+Every search registers its selected model as a new version, tagged with what produced it; the alias
+``champion`` (aliases, not the deprecated stages) moves to it only when it beats the current champion
+on the search's validation metric.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecgtune.errors import EcgtuneError
+
+CHAMPION = "champion"
+
+
+def registered_name(stage: str, dataset: str, model: str, patient: str | None, smoke: bool) -> str:
+    parts = ["ecgtune", stage, dataset, model] + ([patient] if patient else []) + (["smoke"] if smoke else [])
+    return "-".join(parts)
+
+
+def git_revision() -> str:
+    """The commit of the ecgtune checkout that ran the search ("unknown" for an installed wheel)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def beats(new: float, old: float, mode: str) -> bool:
+    if math.isnan(old):
+        return not math.isnan(new)
+    return new > old if mode == "max" else new < old
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    version: str
+    champion: bool  # did the alias move to this version?
+    previous: float | None  # the champion's validation metric before this search
+
+
+def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict) -> Promotion:
+    """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
+
+    ``example`` is a small input batch (batch, leads, samples): MLflow traces the model with it
+    (torch.export), so the registered model loads without ecgtune's classes.
+    """
+    import mlflow
+    import mlflow.pytorch
+
+    use_uri(mlflow_client.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model, name="model", input_example=example,
+            # Naming the requirements skips MLflow's slow import-tracing inference.
+            pip_requirements=["torch", "ecgtune"],
+        )
+    try:
+        mlflow_client.get_registered_model(name)
+    except Exception:  # not registered yet
+        mlflow_client.create_registered_model(name, description=f"ecgtune champions for {name}")
+    version_tags = {**{k: str(v) for k, v in tags.items()}, "metric": metric, "val_metric": repr(float(value)), "mode": mode}
+    version = mlflow_client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
+    )
+    previous = current_champion_value(mlflow_client, name)
+    wins = previous is None or beats(float(value), previous, mode)
+    if wins:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+    return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
+
+
+def current_champion_value(mlflow_client, name: str) -> float | None:
+    try:
+        version = mlflow_client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # no champion yet
+        return None
+    return float(version.tags.get("val_metric", "nan"))
+
+
+def champion_version(mlflow_client, name: str):
+    try:
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+    except Exception as exc:
+        raise EcgtuneError(
+            f"no registered model {name!r} with a {CHAMPION!r} version in the MLflow registry "
+            f"({mlflow_client.tracking_uri}); run its pre-training search first"
+        ) from exc
+
+
+def use_uri(uri: str) -> None:
+    """Point MLflow's fluent API (log_model, load_model) at the store the client uses."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def load_champion(name: str, uri: str):
+    """The champion model of ``name`` (``models:/<name>@champion``), on the CPU."""
+    import mlflow.pytorch
+
+    use_uri(uri)
+    # The registered model is a torch.export program traced in eval mode; it has no .eval() of its own.
+    return mlflow.pytorch.load_model(f"models:/{name}@{CHAMPION}", map_location="cpu")
+
+
+def champion_checkpoint(mlflow_client, version) -> dict:
+    """The training checkpoint (weights, model spec) behind a registered version, for fine-tuning:
+    the exported program is for inference, the checkpoint keeps the module's parameter names."""
+    import tempfile
+
+    from mlflow.artifacts import download_artifacts
+
+    from ecgtune.training.checkpoint import load_state
+
+    with tempfile.TemporaryDirectory() as d:
+        download_artifacts(
+            run_id=version.run_id, artifact_path="checkpoint", dst_path=d, tracking_uri=mlflow_client.tracking_uri
+        )
+        return load_state(f"{d}/checkpoint")

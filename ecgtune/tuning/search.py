@@ -1,0 +1,215 @@
+"""`ecgtune search`: prepare the data once, then for each stage and patient a Tuner, a selection on
+validation, one test evaluation, and a promotion in the registry, all under one MLflow parent run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.spaces import SearchSpace, StageSpec, _max_epochs
+from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning.state import SearchState
+
+
+@dataclass
+class UnitSummary:
+    """The outcome of one unit: the selected configuration, its validation and test figures."""
+
+    stage: str
+    patient: str | None
+    config: dict
+    val_metric: float
+    test: dict
+    run_id: str
+    registered_model: str
+    version: str
+    champion: bool
+
+
+def unit_key(stage: str, patient: str | None) -> str:
+    return stage if patient is None else f"{stage}-{patient}"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    examples: object
+    split_labels: np.ndarray
+    key: str  # identifies dataset, preprocessing and split: a pre-trained model is reused only on the same key
+
+
+def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
+    """Once per search, on the driver: trials get these arrays through the Ray object store."""
+    from ecgtune.data import assign_split, get_dataset
+
+    try:
+        examples = get_dataset(space.dataset, root=data_dir).prepare(**space.preprocessing)
+    except EcgtuneError as exc:
+        raise EcgtuneError(f"{space.path}: dataset {space.dataset!r}: {exc}") from exc
+    labels = assign_split(space.split, examples)
+    key_source = json.dumps([space.dataset, space.preprocessing, space.split], sort_keys=True, default=str)
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    missing = [p for p in space.patients if any(s.per_patient for s in space.stages) and p not in set(examples.records)]
+    if missing:
+        raise EcgtuneError(
+            f"{space.path}: patients {missing} are not among the prepared records "
+            f"{sorted(set(examples.records))}"
+        )
+    return PreparedData(examples, labels, key)
+
+
+def init_ray(address: str | None) -> None:
+    import os
+
+    import ray
+
+    # A checkpoint is kept per trial (num_to_keep=1), which makes Tune snapshot its state at every
+    # improvement; on local storage that is cheap, so its warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def trial_resources(space: SearchSpace) -> dict:
+    """The space's per-trial resources; without a GPU in the cluster, trials run on the CPU."""
+    import ray
+
+    gpu = space.gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    if space.gpu and not gpu:
+        print(f"no GPU in the Ray cluster: trials of {space.name} run on the CPU")
+    return {"cpu": space.cpu, "gpu": gpu}
+
+
+def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) -> str:
+    if state.parent_run_id:
+        mlf.update_run(state.parent_run_id, status="RUNNING")
+        return state.parent_run_id
+    run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags={"ecgtune.space": space.name})
+    params = {
+        "space": space.name, "dataset": space.dataset, "split": space.split, "model": space.model,
+        "metric": space.metric, "smoke_test": space.smoke_test, "patients": ",".join(space.patients),
+        **{f"preprocessing.{k}": v for k, v in space.preprocessing.items() if k != "records"},
+    }
+    for key, value in params.items():
+        mlf.log_param(run.info.run_id, key, str(value)[:6000])
+    mlf.log_artifact(run.info.run_id, str(space.path), artifact_path="space")
+    return run.info.run_id
+
+
+def pretrained_weights(mlf, space: SearchSpace, data_key: str) -> dict:
+    """The pre-training champion's weights, refused if it was trained on other data or another split,
+    because then a patient's test windows could have been among its training windows."""
+    name = promotion.registered_name("pretrain", space.dataset, space.model, None, space.smoke_test)
+    version = promotion.champion_version(mlf, name)
+    if version.tags.get("data_key") != data_key:
+        raise EcgtuneError(
+            f"the champion of {name!r} (version {version.version}) was pre-trained on other data or another "
+            f"split (data_key {version.tags.get('data_key')!r}, this search {data_key!r}); fine-tuning it could "
+            "leak test windows. Pre-train with the same dataset, preprocessing and split first."
+        )
+    return promotion.champion_checkpoint(mlf, version)["model_state"]
+
+
+def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
+    from ecgtune.tuning.selection import evaluate_test, select_best
+    from ecgtune.tuning.tuner import restore_or_build
+
+    key = unit_key(stage.stage, patient)
+    callback = tracking.MLflowTrialRuns(
+        mlf.tracking_uri, exp_id, state.parent_run_id,
+        tags={"ecgtune.stage": stage.stage, "ecgtune.patient": patient or "all"},
+    )
+    tuner = restore_or_build(
+        trainable, resume=resume, storage_path=state.storage_path, name=key,
+        space=space, stage=stage, patient=patient, callbacks=[callback], epochs=_max_epochs(stage.params),
+    )
+    best = select_best(tuner.fit(), space.metric, space.mode)
+    test, model, ckpt = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
+
+    run = tracking.find_trial_run(mlf, exp_id, state.parent_run_id, best.metrics["trial_id"])
+    if run is None:
+        raise EcgtuneError(f"no MLflow run found for the selected trial {best.metrics['trial_id']}")
+    run_id = run.info.run_id
+    for name, value in test.items():
+        if np.isfinite(value):
+            mlf.log_metric(run_id, name, value)
+            mlf.log_metric(state.parent_run_id, f"{key}/{name}", value)
+    mlf.set_tag(run_id, "ecgtune.selected", "true")
+
+    promoted = promotion.promote(
+        mlf,
+        name=promotion.registered_name(stage.stage, space.dataset, space.model, patient, space.smoke_test),
+        run_id=run_id, model=model, example=data.examples.x[:2].copy(), metric=space.metric, value=ckpt["best"], mode=space.mode,
+        tags={
+            "space_file": space.path.name, "split": space.split, "data_key": data.key,
+            "git_revision": promotion.git_revision(), "stage": stage.stage, "patient": patient or "all",
+            "best_epoch": ckpt["epoch"], **{k: f"{v:.6g}" for k, v in test.items()},
+        },
+    )
+    return UnitSummary(
+        stage=stage.stage, patient=patient, config=dict(best.config["train"]),
+        val_metric=float(ckpt["best"]), test=test, run_id=run_id,
+        registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
+    )
+
+
+def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, resume=False, echo=print) -> list[UnitSummary]:
+    """Run every stage of ``space``; return the summaries of all its units (in the order they ran)."""
+    from ray import tune
+
+    from ecgtune.training.trainable import train_fn
+
+    data = prepare_data(space, data_dir)
+    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    exp_id = tracking.experiment_id(mlf, space.experiment_name)
+    if resume:
+        state = SearchState.resume(space.experiment_name)
+        if list(state.patients) != list(space.patients):
+            raise EcgtuneError(
+                f"--resume: the interrupted search ran patients {state.patients}, not {list(space.patients)}"
+            )
+    else:
+        state = SearchState.new(space.experiment_name, str(space.path), list(space.patients))
+    state.parent_run_id = open_parent_run(mlf, exp_id, state, space)
+    state.save()
+    echo(f"search {space.experiment_name} ({state.invocation}): MLflow {mlf.tracking_uri}, parent run {state.parent_run_id}")
+    try:
+        init_ray(address)
+        resources = trial_resources(space)
+        for stage in space.stages:
+            units = list(space.patients) if stage.per_patient else [None]
+            pending = [p for p in units if unit_key(stage.stage, p) not in state.finished]
+            if not pending:
+                continue
+            init_state = pretrained_weights(mlf, space, data.key) if stage.stage == "finetune" else None
+            trainable = tune.with_resources(
+                tune.with_parameters(train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state),
+                resources,
+            )
+            for patient in pending:
+                summary = run_unit(trainable, space, stage, patient, data, mlf=mlf, exp_id=exp_id, state=state, resume=resume)
+                state.mark_unit(unit_key(stage.stage, patient), dataclasses.asdict(summary))
+                echo(
+                    f"  {unit_key(stage.stage, patient)}: val {space.metric} {summary.val_metric:.4f}, "
+                    f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
+                    f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
+                )
+    except KeyboardInterrupt:
+        tracking.close_open_runs(mlf, exp_id, state.parent_run_id, "KILLED")
+        raise
+    except BaseException:
+        tracking.close_open_runs(mlf, exp_id, state.parent_run_id, "FAILED")
+        raise
+    mlf.set_terminated(state.parent_run_id, "FINISHED")
+    state.status = "finished"
+    state.save()
+    return [UnitSummary(**d) for d in state.finished.values()]

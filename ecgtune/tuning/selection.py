@@ -1,0 +1,35 @@
+"""Selection on validation, then the one evaluation on test."""
+
+from __future__ import annotations
+
+import torch
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.training.batches import TensorSplit, select
+from ecgtune.training.checkpoint import model_from_checkpoint_dir
+from ecgtune.training.loop import run_epoch
+
+
+def select_best(grid, metric: str, mode: str):
+    """The trial whose best validation epoch is best (its latest checkpoint is that epoch)."""
+    if grid.num_errors == len(grid):
+        raise EcgtuneError(f"every trial of {grid.experiment_path} failed; the first error: {grid.errors[0]}")
+    if grid.num_terminated + grid.num_errors < len(grid):
+        raise EcgtuneError(
+            f"the search in {grid.experiment_path} was interrupted before every trial finished; "
+            "continue it with --resume"
+        )
+    best = grid.get_best_result(metric=metric, mode=mode, scope="all", filter_nan_and_inf=True)
+    if best.checkpoint is None:
+        raise EcgtuneError(f"the best trial in {best.path} left no checkpoint")
+    return best
+
+
+def evaluate_test(checkpoint, examples, split_labels, patient: str | None):
+    """Rebuild the selected model and score it on the test split, once. Returns (metrics, model, state)."""
+    with checkpoint.as_directory() as d:
+        model, state = model_from_checkpoint_dir(d)
+    test = TensorSplit(examples, select(examples, split_labels, "test", patient), torch.device("cpu"))
+    if len(test) == 0:
+        raise EcgtuneError(f"no test examples for {'patient ' + patient if patient else 'this dataset'}")
+    return run_epoch(model, test, "test", batch_size=1024), model, state

@@ -1,0 +1,162 @@
+"""MLflow tracking: one experiment per space, a parent run per invocation, a nested run per trial.
+
+The trial runs are written by a Tune callback on the driver, so trials on remote nodes need no route to
+the tracking server, and the best checkpoint of every trial is uploaded by us (MLflowLoggerCallback makes
+flat runs and uploads no checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from ecgtune.paths import ecgtune_home
+
+TRIAL_TAG = "ecgtune.trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+# What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
+LOGGED_PREFIXES = ("train_", "val_")
+LOGGED_KEYS = ("lr", "best_metric")
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """`--mlflow-uri`, else MLFLOW_TRACKING_URI, else a SQLite file in the ecgtune home.
+
+    MLflow refuses its file store now, so the embedded default is SQLite, not ./mlruns.
+    """
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    home = ecgtune_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def artifact_location(uri: str, name: str) -> str | None:
+    """Beside a SQLite store, artifacts go next to the database file; MLflow's own default is
+    ./mlruns in whatever folder the user happened to run from. A server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):])
+    return (database.parent / "mlartifacts" / name).resolve().as_uri()
+
+
+def experiment_id(mlflow_client, name: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    return mlflow_client.create_experiment(name, artifact_location=artifact_location(mlflow_client.tracking_uri, name))
+
+
+def numeric_metrics(result: dict) -> dict[str, float]:
+    """The trainable's metrics in a Tune result (finite numbers only: MLflow refuses NaN in some stores)."""
+    out = {}
+    for key, value in result.items():
+        if (key.startswith(LOGGED_PREFIXES) or key in LOGGED_KEYS) and isinstance(value, (int, float)):
+            if not isinstance(value, bool) and math.isfinite(value):
+                out[key] = float(value)
+    return out
+
+
+def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{name}."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def find_trial_run(mlflow_client, exp_id: str, parent_run_id: str, trial_id: str):
+    runs = mlflow_client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def close_open_runs(mlflow_client, exp_id: str, parent_run_id: str, status: str = "FAILED") -> None:
+    """Mark every run of this invocation still RUNNING as ``status``: a crash leaves none RUNNING."""
+    runs = mlflow_client.search_runs(
+        [exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for run in runs:
+        mlflow_client.set_terminated(run.info.run_id, status)
+    mlflow_client.set_terminated(parent_run_id, status)
+
+
+class MLflowTrialRuns(Callback):
+    """A nested MLflow run per Tune trial: params, per-epoch metrics, best checkpoint as an artifact.
+
+    Picklable (Ray stores callbacks with the experiment for ``Tuner.restore``): the client is made lazily.
+    A restored trial finds its run again by the trial-id tag instead of opening a duplicate.
+    """
+
+    def __init__(self, uri: str, exp_id: str, parent_run_id: str, tags: dict[str, str]):
+        self.uri, self.exp_id, self.parent_run_id, self.tags = uri, exp_id, parent_run_id, tags
+        self._client = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self):
+        return dict(self.__dict__, _client=None, _runs={})
+
+    @property
+    def mlflow(self):
+        if self._client is None:
+            self._client = client(self.uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        if trial.trial_id not in self._runs:
+            existing = find_trial_run(self.mlflow, self.exp_id, self.parent_run_id, trial.trial_id)
+            if existing is not None:
+                run_id = existing.info.run_id
+                self.mlflow.update_run(run_id, status="RUNNING")
+            else:
+                tags = dict(self.tags, **{PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+                run = self.mlflow.create_run(self.exp_id, run_name=str(trial), tags=tags)
+                run_id = run.info.run_id
+                from mlflow.entities import Param
+
+                params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+                self.mlflow.log_batch(run_id, params=params)
+            self._runs[trial.trial_id] = run_id
+        return self._runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        from mlflow.entities import Metric
+
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
+        self.mlflow.log_batch(self.run_id(trial), metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        checkpoint = trial.checkpoint
+        if checkpoint is not None:
+            # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
+            with checkpoint.as_directory() as d:
+                self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
+        self.mlflow.set_terminated(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.mlflow.set_terminated(self.run_id(trial), "FAILED")

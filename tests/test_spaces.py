@@ -1,0 +1,114 @@
+"""Search-space files: every shipped file loads; bad files are refused naming the file and the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.spaces import Domain, list_spaces, load_space, spaces_dir, to_param_space
+
+SHIPPED = sorted(p.stem for p in spaces_dir().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_space_loads_and_converts(name):
+    space = load_space(name)
+    assert space.description
+    for stage in space.stages:
+        param_space = to_param_space(space, stage)
+        assert set(param_space["train"]) >= {"lr", "batch_size", "epochs"}
+    assert list_spaces()[name] == space.description
+
+
+def test_the_issue_spaces_exist():
+    assert {"pretrain_mitdb", "individuals_patients", "finetune_patients", "quickstart"} <= set(SHIPPED)
+
+
+def test_finetune_patients_is_the_seed_grid():
+    space = load_space("finetune_patients")
+    assert [s.stage for s in space.stages] == ["pretrain", "scratch", "finetune"]
+    assert len(space.patients) == 29
+    for stage in space.stages[1:]:
+        grid = stage.domains()
+        assert grid["lr"].values == (1e-3, 1e-2, 1e-1)
+        assert grid["batch_size"].values == (4, 16, 32)
+        assert grid["weighted_sampling"].values == (True, False)
+
+
+def _write(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _valid() -> dict:
+    return yaml.safe_load((spaces_dir() / "individuals_patients.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate,key,expected",
+    [
+        (lambda d: d["stages"][0]["params"].update(lr={"type": "float", "low": 0.1, "high": 0.01}), "lr", "low <= high"),
+        (lambda d: d["stages"][0]["params"].update(lrate=0.1), "lrate", "one of"),
+        (lambda d: d.update(mode="maximum"), "mode", "max or min"),
+        (lambda d: d.update(metric="test_balanced_accuracy"), "metric", "validation metric"),
+        (lambda d: d["model"].update(name="resnet9000"), "model.name", "cnn1d_residual"),
+        (lambda d: d["dataset"].update(name="nodb"), "dataset.name", "mitdb"),
+        (lambda d: d["dataset"].update(split="random_beats"), "dataset.split", "per_patient"),
+        (lambda d: d["stages"][0].update(stage="warmup"), "stage", "pretrain"),
+        (lambda d: d["stages"][0].update(search={"algorithm": "optuna"}), "batch_size", "Optuna cannot take a grid"),
+        (lambda d: d["stages"][0]["params"].update(epochs={"type": "int", "low": 1, "high": 5}), "epochs", "algorithm grid"),
+        (lambda d: d["stages"][0]["params"].update(optimizer="adamw"), "optimizer", "adam"),
+        (lambda d: d.update(resources={"cpu": -1}), "resources.cpu", ">= 0"),
+        (lambda d: d.pop("description"), "description", "missing"),
+        (lambda d: d.update(patients=[]), "patients", "non-empty"),
+        (lambda d: d["stages"][0]["params"].update(lr={"type": "float", "low": 0, "high": 1, "log": True}), "lr", "low > 0"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_key(tmp_path, mutate, key, expected):
+    doc = _valid()
+    mutate(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(EcgtuneError) as err:
+        load_space(str(path))
+    message = str(err.value)
+    assert str(path) in message and key in message and expected in message
+
+
+def test_unknown_space_lists_known_ones():
+    with pytest.raises(EcgtuneError, match="quickstart"):
+        load_space("no_such_space")
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("stages: [\n")
+    with pytest.raises(EcgtuneError, match="broken.yaml"):
+        load_space(str(path))
+
+
+def test_int_domain_bounds_are_inclusive():
+    domain = Domain("int", low=3, high=4).to_tune()
+    draws = {domain.sample() for _ in range(200)}
+    assert draws == {3, 4}
+
+
+def test_smoke_shrinks_but_keeps_the_grid():
+    space = load_space("finetune_patients").shrunk(patients_given=False)
+    assert space.smoke_test and space.experiment_name == "finetune_patients-smoke"
+    assert len(space.patients) == 2
+    assert space.preprocessing["records"] == list(space.patients)
+    assert all(s.params["epochs"] == 1 for s in space.stages)
+    scratch = space.stage("scratch").domains()
+    assert len(scratch["lr"].values) * len(scratch["batch_size"].values) * len(scratch["weighted_sampling"].values) == 18
+
+
+def test_patients_option_replaces_the_study_patients():
+    space = load_space("finetune_patients").with_patients(["100", "208"]).shrunk(patients_given=True)
+    assert space.patients == ("100", "208")
+
+
+def test_patients_option_refused_without_a_per_patient_stage():
+    with pytest.raises(EcgtuneError, match="no stage"):
+        load_space("pretrain_mitdb").with_patients(["100"])

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from ecgtune.training.metrics import classification_metrics, probabilities
+
+
+def test_binary_logits_perfect_and_chance():
+    y = np.array([0, 0, 1, 1])
+    logits = np.array([[-3.0], [-1.0], [2.0], [4.0]])
+    m = classification_metrics(logits, y, "val")
+    assert m["val_balanced_accuracy"] == 1.0 and m["val_auroc"] == 1.0 and m["val_f1_macro"] == 1.0
+    all_normal = classification_metrics(np.full((4, 1), -5.0), y, "val")
+    assert all_normal["val_balanced_accuracy"] == 0.5
+
+
+def test_multiclass_balanced_accuracy_weights_classes_equally():
+    y = np.array([0] * 8 + [1, 2])
+    logits = np.zeros((10, 3))
+    logits[:, 0] = 1.0  # predicts class 0 always
+    m = classification_metrics(logits, y, "test")
+    assert m["test_balanced_accuracy"] == pytest.approx(1 / 3)
+    assert 0.0 <= m["test_auroc"] <= 1.0 or np.isnan(m["test_auroc"])
+
+
+def test_single_class_has_nan_auroc_not_an_error():
+    m = classification_metrics(np.array([[1.0], [2.0]]), np.array([1, 1]), "val")
+    assert np.isnan(m["val_auroc"]) and m["val_balanced_accuracy"] == 1.0
+
+
+def test_probabilities_sum_to_one():
+    p = probabilities(np.random.default_rng(0).normal(size=(5, 4)))
+    assert np.allclose(p.sum(axis=1), 1.0)

@@ -1,0 +1,64 @@
+"""The one trainable, run by a real local Ray Tune on tiny separable data."""
+
+import numpy as np
+import pytest
+import torch
+from ray import tune
+
+from ecgtune.data import assign_split
+from ecgtune.spaces import TRAIN_DEFAULTS
+from ecgtune.training.checkpoint import load_state
+from ecgtune.training.trainable import train_fn
+from tests.conftest import synthetic_examples
+
+
+def _config(stage="pretrain", patient=None, **train):
+    return {
+        "train": {**TRAIN_DEFAULTS, "epochs": 3, "batch_size": 16, **train},
+        "model": {"name": "cnn1d_residual", "hparams": {}},
+        "stage": stage, "patient": patient,
+        "metric": "val_balanced_accuracy", "mode": "max",
+    }
+
+
+def _fit(tmp_path, config, init_state=None):
+    examples = synthetic_examples()
+    labels = assign_split("per_patient", examples)
+    trainable = tune.with_parameters(train_fn, examples=examples, split_labels=labels, init_state=init_state)
+    tuner = tune.Tuner(
+        trainable, param_space=config,
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="t", verbose=0),
+    )
+    grid = tuner.fit()
+    assert grid.num_errors == 0, grid.errors
+    return grid[0]
+
+
+def test_pretrain_learns_reports_every_epoch_and_checkpoints_the_best(ray_local, tmp_path):
+    result = _fit(tmp_path, _config())
+    history = result.metrics_dataframe
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_balanced_accuracy", "val_f1_macro", "val_auroc",
+            "val_precision_macro", "val_recall_macro"} <= set(history.columns)
+    assert history["val_balanced_accuracy"].max() > 0.9
+    with result.checkpoint.as_directory() as d:
+        state = load_state(d)
+    assert state["best"] == pytest.approx(history["val_balanced_accuracy"].max())
+    assert not any(k.startswith("test_") for k in history.columns)  # test is never touched in a trial
+
+
+def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_local, tmp_path):
+    from ecgtune.models import create_model
+
+    pretrained = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).state_dict()
+    result = _fit(tmp_path, _config("finetune", "100", freeze_features=True, epochs=2), init_state=pretrained)
+    with result.checkpoint.as_directory() as d:
+        state = load_state(d)["model_state"]
+    features = [k for k in pretrained if not k.startswith("head.")]
+    assert all(torch.equal(state[k], pretrained[k]) for k in features)
+    assert not torch.equal(state["head.weight"], pretrained["head.weight"])
+
+
+def test_early_stopping_and_schedulers(ray_local, tmp_path):
+    result = _fit(tmp_path, _config(epochs=8, early_stopping_patience=1, lr_scheduler="cosine", lr=1e-6))
+    assert result.metrics["epoch"] < 8  # a learning rate this small stops improving at once
