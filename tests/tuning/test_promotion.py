@@ -1,0 +1,60 @@
+"""Promotion against a real SQLite MLflow registry: the alias moves only to a better model."""
+
+import pytest
+import torch
+
+from ecgtune.models import create_model
+from ecgtune.tuning import promotion, tracking
+
+
+@pytest.fixture
+def registry(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    client = tracking.client(uri)
+    exp = tracking.experiment_id(client, "promotion-test")
+    return client, exp
+
+
+def _promote(client, exp, value, mode="max"):
+    run = client.create_run(exp)
+    model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
+    result = promotion.promote(
+        client, name="ecgtune-test-model", run_id=run.info.run_id, model=model,
+        example=torch.zeros(2, 1, 128).numpy(), metric="val_balanced_accuracy", value=value, mode=mode,
+        tags={"split": "per_patient"},
+    )
+    client.set_terminated(run.info.run_id)
+    return result
+
+
+def test_champion_moves_only_when_beaten(registry):
+    client, exp = registry
+    first = _promote(client, exp, 0.80)
+    assert first.champion and first.previous is None
+    worse = _promote(client, exp, 0.70)
+    assert not worse.champion and worse.previous == pytest.approx(0.80)
+    assert str(client.get_model_version_by_alias("ecgtune-test-model", "champion").version) == first.version
+    better = _promote(client, exp, 0.90)
+    assert better.champion
+    champion = client.get_model_version_by_alias("ecgtune-test-model", "champion")
+    assert str(champion.version) == better.version and champion.tags["split"] == "per_patient"
+    assert float(champion.tags["val_metric"]) == pytest.approx(0.90)
+
+
+def test_champion_loads_as_a_model_that_takes_any_batch(registry, tmp_path):
+    client, exp = registry
+    _promote(client, exp, 0.5)
+    model = promotion.load_champion("ecgtune-test-model", client.tracking_uri)
+    assert model(torch.randn(5, 1, 128)).shape == (5, 1)
+
+
+def test_lower_is_better_for_min_metrics():
+    assert promotion.beats(0.1, 0.2, "min") and not promotion.beats(0.3, 0.2, "min")
+    assert promotion.beats(0.5, float("nan"), "max")
+
+
+def test_registered_names_are_per_stage_dataset_model_patient():
+    assert promotion.registered_name("finetune", "mitdb", "cnn1d_residual", "100", False) == (
+        "ecgtune-finetune-mitdb-cnn1d_residual-100")
+    assert promotion.registered_name("pretrain", "mitdb", "cnn1d_residual", None, True) == (
+        "ecgtune-pretrain-mitdb-cnn1d_residual-smoke")
