@@ -162,6 +162,14 @@ def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *,
     )
 
 
+def units_in_order(space: SearchSpace) -> list[tuple[StageSpec, str | None]]:
+    """Whole-dataset stages first (fine-tuning needs the pre-training champion), then patient by patient
+    every per-patient stage, so that an interrupted study already holds paired scratch/fine-tuned results."""
+    whole = [(s, None) for s in space.stages if not s.per_patient]
+    per_patient = [(s, p) for p in space.patients for s in space.stages if s.per_patient]
+    return whole + per_patient
+
+
 def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, resume=False, echo=print) -> list[UnitSummary]:
     """Run every stage of ``space``; return the summaries of all its units (in the order they ran)."""
     from ray import tune
@@ -185,24 +193,28 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
     try:
         init_ray(address)
         resources = trial_resources(space)
-        for stage in space.stages:
-            units = list(space.patients) if stage.per_patient else [None]
-            pending = [p for p in units if unit_key(stage.stage, p) not in state.finished]
-            if not pending:
+        trainables: dict[str, object] = {}
+        for stage, patient in units_in_order(space):
+            key = unit_key(stage.stage, patient)
+            if key in state.finished:
                 continue
-            init_state = pretrained_weights(mlf, space, data.key) if stage.stage == "finetune" else None
-            trainable = tune.with_resources(
-                tune.with_parameters(train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state),
-                resources,
-            )
-            for patient in pending:
-                summary = run_unit(trainable, space, stage, patient, data, mlf=mlf, exp_id=exp_id, state=state, resume=resume)
-                state.mark_unit(unit_key(stage.stage, patient), dataclasses.asdict(summary))
-                echo(
-                    f"  {unit_key(stage.stage, patient)}: val {space.metric} {summary.val_metric:.4f}, "
-                    f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
-                    f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
+            if stage.stage not in trainables:
+                init_state = pretrained_weights(mlf, space, data.key) if stage.stage == "finetune" else None
+                trainables[stage.stage] = tune.with_resources(
+                    tune.with_parameters(
+                        train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state
+                    ),
+                    resources,
                 )
+            summary = run_unit(
+                trainables[stage.stage], space, stage, patient, data, mlf=mlf, exp_id=exp_id, state=state, resume=resume
+            )
+            state.mark_unit(key, dataclasses.asdict(summary))
+            echo(
+                f"  {key}: val {space.metric} {summary.val_metric:.4f}, "
+                f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
+                f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
+            )
     except KeyboardInterrupt:
         tracking.close_open_runs(mlf, exp_id, state.parent_run_id, "KILLED")
         raise
