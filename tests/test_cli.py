@@ -81,3 +81,14 @@ def test_help_exits_0(argv, capsys):
 def test_data_prepare_prints_counts(real_data_dir, capsys):
     assert main(["data", "prepare", "mitdb", "--data-dir", str(real_data_dir), "--param", "records=[100]"]) == 0
     assert "1 records" in capsys.readouterr().out
+
+
+def test_import_and_help_stay_light():
+    """`import ecgtune.cli` (what `ecgtune --help` runs) loads none of the heavy dependencies."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ecgtune.cli; heavy = [m for m in ('torch', 'ray', 'mlflow', 'wfdb', 'optuna') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

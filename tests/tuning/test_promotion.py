@@ -58,3 +58,20 @@ def test_registered_names_are_per_stage_dataset_model_patient():
         "ecgtune-finetune-mitdb-cnn1d_residual-100")
     assert promotion.registered_name("pretrain", "mitdb", "cnn1d_residual", None, True) == (
         "ecgtune-pretrain-mitdb-cnn1d_residual-smoke")
+
+
+def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
+    """A champion pre-trained on another split or preprocessing may have seen a patient's test windows."""
+    from ecgtune.errors import EcgtuneError
+    from ecgtune.spaces import load_space
+    from ecgtune.tuning.search import pretrained_weights
+
+    client, exp = registry
+    space = load_space("finetune_patients")
+    name = promotion.registered_name("pretrain", space.dataset, space.model, None, smoke=False)
+    run = client.create_run(exp)
+    model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
+    promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 128).numpy(),
+                      metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
+    with pytest.raises(EcgtuneError, match="leak"):
+        pretrained_weights(client, space, data_key="per-patient-data")

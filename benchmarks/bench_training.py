@@ -1,0 +1,69 @@
+"""Throughput of the pieces a search repeats: preparing MIT-BIH, one training epoch, one evaluation.
+
+Prints figures; asserts nothing. Run on the real data:
+
+    ECGTUNE_DATA_DIR=../shared/data python benchmarks/bench_training.py [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def timed(fn, repeat: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a Ray trial with cpu: 1 gets one)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from ecgtune.data import assign_split, get_dataset
+    from ecgtune.models import create_model
+    from ecgtune.spaces import TRAIN_DEFAULTS
+    from ecgtune.training.batches import TensorSplit, epoch_order, select
+    from ecgtune.training.loop import run_epoch
+    from ecgtune.training.optim import build_optimizer
+
+    os.environ.setdefault("ECGTUNE_HOME", tempfile.mkdtemp(prefix="ecgtune-bench-"))
+    dataset = get_dataset("mitdb")
+    records = list(dataset.SEED_PATIENT_RECORDS)
+    params = dict(mode="windows", labels="binary", records=records)
+    first = timed(lambda: dataset.prepare(**params))
+    cached = timed(lambda: dataset.prepare(**params), repeat=3)
+    examples = dataset.prepare(**params)
+    labels = assign_split("per_patient", examples)
+    print(f"prepare mitdb windows, {len(records)} records, {len(examples)} windows: first {first:.2f} s, cached {cached:.3f} s")
+
+    device = torch.device(args.device)
+    model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).to(device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}")
+    for patient, name in ((None, "pre-training (all train windows)"), ("208", "one patient (record 208)")):
+        train = TensorSplit(examples, select(examples, labels, "train", patient), device)
+        val = TensorSplit(examples, select(examples, labels, "val", patient), device)
+        for batch_size in (4, 16, 32, 128):
+            if patient is None and batch_size == 4:
+                continue  # the seed pre-trains with batch 32; batch 4 over 32k windows says nothing new
+            optimizer = build_optimizer(model.parameters(), dict(TRAIN_DEFAULTS, lr=1e-3))
+            order = epoch_order(train.y_numpy, False, torch.Generator().manual_seed(0)).to(device)
+            seconds = timed(lambda: run_epoch(model, train, "train", batch_size=batch_size, optimizer=optimizer, order=order))
+            print(f"{name}: train epoch, batch {batch_size:>3}: {seconds:.2f} s, "
+                  f"{len(train) / seconds:,.0f} windows/s ({len(train)} windows)")
+        seconds = timed(lambda: run_epoch(model, val, "val", batch_size=256))
+        print(f"{name}: validation pass: {seconds:.3f} s, {len(val) / seconds:,.0f} windows/s ({len(val)} windows)")
+
+
+if __name__ == "__main__":
+    main()
