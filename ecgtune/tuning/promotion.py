@@ -79,22 +79,27 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
 
 
-def current_champion_value(mlflow_client, name: str) -> float | None:
+def current_champion(mlflow_client, name: str):
+    """The version the alias points at, or None."""
     try:
-        version = mlflow_client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no champion yet
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # no registered model or no champion yet
         return None
-    return float(version.tags.get("val_metric", "nan"))
+
+
+def current_champion_value(mlflow_client, name: str) -> float | None:
+    version = current_champion(mlflow_client, name)
+    return None if version is None else float(version.tags.get("val_metric", "nan"))
 
 
 def champion_version(mlflow_client, name: str):
-    try:
-        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
-    except Exception as exc:
+    version = current_champion(mlflow_client, name)
+    if version is None:
         raise EcgtuneError(
             f"no registered model {name!r} with a {CHAMPION!r} version in the MLflow registry "
             f"({mlflow_client.tracking_uri}); run its pre-training search first"
-        ) from exc
+        )
+    return version
 
 
 def use_uri(uri: str) -> None:

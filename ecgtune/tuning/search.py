@@ -105,15 +105,25 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     return run.info.run_id
 
 
-def pretrained_weights(mlf, space: SearchSpace, data_key: str) -> dict:
-    """The pre-training champion's weights, refused if it was trained on other data or another split,
-    because then a patient's test windows could have been among its training windows."""
+def pretrained_weights(mlf, space: SearchSpace, data_key: str, own_version: str | None = None) -> dict:
+    """The weights fine-tuning starts from: ``models:/<pre-training model>@champion``.
+
+    A champion pre-trained on other data or another split is refused, because a patient's test windows
+    could have been among its training windows. When this search pre-trained on its own data, that version
+    stands in for such a champion (it lost the alias to a model of, say, the quickstart's records).
+    """
     name = promotion.registered_name("pretrain", space.dataset, space.model, None, space.smoke_test)
-    version = promotion.champion_version(mlf, name)
-    if version.tags.get("data_key") != data_key:
+    champion = promotion.current_champion(mlf, name)
+    if champion is not None and champion.tags.get("data_key") == data_key:
+        version = champion
+    elif own_version is not None:
+        version = mlf.get_model_version(name, own_version)  # same data by construction
+    elif champion is None:
+        version = promotion.champion_version(mlf, name)  # raises: run the pre-training search first
+    else:
         raise EcgtuneError(
-            f"the champion of {name!r} (version {version.version}) was pre-trained on other data or another "
-            f"split (data_key {version.tags.get('data_key')!r}, this search {data_key!r}); fine-tuning it could "
+            f"the champion of {name!r} (version {champion.version}) was pre-trained on other data or another "
+            f"split (data_key {champion.tags.get('data_key')!r}, this search {data_key!r}); fine-tuning it could "
             "leak test windows. Pre-train with the same dataset, preprocessing and split first."
         )
     return promotion.champion_checkpoint(mlf, version)["model_state"]
@@ -199,7 +209,8 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
             if key in state.finished:
                 continue
             if stage.stage not in trainables:
-                init_state = pretrained_weights(mlf, space, data.key) if stage.stage == "finetune" else None
+                own = state.finished.get(unit_key("pretrain", None), {}).get("version")
+                init_state = pretrained_weights(mlf, space, data.key, own) if stage.stage == "finetune" else None
                 trainables[stage.stage] = tune.with_resources(
                     tune.with_parameters(
                         train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state

@@ -75,3 +75,29 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
                       metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
     with pytest.raises(EcgtuneError, match="leak"):
         pretrained_weights(client, space, data_key="per-patient-data")
+
+
+def test_finetuning_falls_back_to_this_searchs_own_pretraining(registry, tmp_path):
+    """A better champion from other data keeps the alias; the search's own pre-training is used instead."""
+    from ecgtune.spaces import load_space
+    from ecgtune.training.checkpoint import save_state
+    from ecgtune.tuning.search import pretrained_weights
+
+    client, exp = registry
+    space = load_space("finetune_patients")
+    name = promotion.registered_name("pretrain", space.dataset, space.model, None, smoke=False)
+    versions = {}
+    for data_key, value in (("quickstart-data", 0.99), ("study-data", 0.5)):
+        run = client.create_run(exp)
+        model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
+        ckpt = tmp_path / data_key
+        ckpt.mkdir()
+        save_state(ckpt, {"model_state": model.state_dict()})
+        client.log_artifacts(run.info.run_id, str(ckpt), "checkpoint")
+        versions[data_key] = (model, promotion.promote(
+            client, name=name, run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 128).numpy(),
+            metric="val_balanced_accuracy", value=value, mode="max", tags={"data_key": data_key}))
+    own_model, own = versions["study-data"]
+    assert not own.champion
+    weights = pretrained_weights(client, space, data_key="study-data", own_version=own.version)
+    assert all(torch.equal(weights[k], v) for k, v in own_model.state_dict().items())
