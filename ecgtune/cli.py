@@ -16,6 +16,8 @@ def cmd_search(args) -> int:
     space = load_space(args.space)
     if args.patients:
         space = space.with_patients([p.strip() for p in args.patients.split(",") if p.strip()])
+    if args.split:
+        space = space.with_split(args.split)
     if args.smoke_test:
         space = space.shrunk(patients_given=bool(args.patients))
     from ecgtune.tuning.search import run_search
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mlflow-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or a SQLite file in ~/.ecgtune")
     search.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR or ~/.ecgtune/data")
     search.add_argument("--patients", help="comma-separated records for per-patient stages, e.g. 100,208")
+    search.add_argument("--split", help="another split protocol than the space's (per_patient, chronological, inter_patient)")
     search.add_argument("--smoke-test", action="store_true", help="shrink to a CI-sized run, keeping the grid")
     search.add_argument("--resume", action="store_true", help="continue the last interrupted search of this space")
     search.set_defaults(func=cmd_search)

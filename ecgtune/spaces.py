@@ -189,6 +189,14 @@ class SearchSpace:
             raise EcgtuneError(f"{self.path}: --patients given, but no stage of space {self.name!r} is per patient")
         return dataclasses.replace(self, patients=tuple(str(p) for p in patients))
 
+    def with_split(self, split: str) -> "SearchSpace":
+        """The same space under another split protocol (the --split option)."""
+        from ecgtune.data import list_splits
+
+        if split not in list_splits():
+            raise EcgtuneError(f"--split: unknown split protocol {split!r}; known: {', '.join(list_splits())}")
+        return dataclasses.replace(self, split=split)
+
     def shrunk(self, patients_given: bool) -> "SearchSpace":
         """The --smoke-test version: few epochs, few patients, capped examples, the grid kept."""
         smoke = self.smoke

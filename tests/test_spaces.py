@@ -112,3 +112,9 @@ def test_patients_option_replaces_the_study_patients():
 def test_patients_option_refused_without_a_per_patient_stage():
     with pytest.raises(EcgtuneError, match="no stage"):
         load_space("pretrain_mitdb").with_patients(["100"])
+
+
+def test_split_option_replaces_the_protocol_and_rejects_unknown_ones():
+    assert load_space("finetune_patients").with_split("chronological").split == "chronological"
+    with pytest.raises(EcgtuneError, match="per_patient"):
+        load_space("finetune_patients").with_split("random_beats")
