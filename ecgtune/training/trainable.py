@@ -54,6 +54,9 @@ def train_fn(config: dict, examples=None, split_labels=None, init_state=None) ->
     from ray import tune
 
     _use_assigned_cpus()
+    # Trained weights drift into denormal floats, which made CPU epochs five times slower by epoch 4
+    # of pre-training (benchmarks/bench_training.py); flushing them to zero costs no accuracy here.
+    torch.set_flush_denormal(True)
     cfg, stage, patient = config["train"], config["stage"], config.get("patient")
     metric, mode = config["metric"], config["mode"]
     device = _device()
