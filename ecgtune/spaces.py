@@ -202,7 +202,7 @@ class SearchSpace:
         smoke = self.smoke
         stages = []
         for s in self.stages:
-            params = dict(s.params, epochs=min(_max_epochs(s.params), smoke.epochs))
+            params = dict(s.params, epochs=min(max_epochs(s.params), smoke.epochs))
             search = dataclasses.replace(
                 s.search, num_samples=min(s.search.num_samples, smoke.num_samples), grace_period=1
             )
@@ -217,7 +217,7 @@ class SearchSpace:
         )
 
 
-def _max_epochs(params: dict) -> int:
+def max_epochs(params: dict) -> int:
     epochs = params.get("epochs", TRAIN_DEFAULTS["epochs"])
     if isinstance(epochs, Domain):
         return int(epochs.high if epochs.kind == "int" else max(epochs.values))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import SearchSpace, StageSpec, _max_epochs
+from ecgtune.spaces import SearchSpace, StageSpec, max_epochs
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.state import SearchState
 
@@ -52,9 +52,15 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     except EcgtuneError as exc:
         raise EcgtuneError(f"{space.path}: dataset {space.dataset!r}: {exc}") from exc
     labels = assign_split(space.split, examples)
-    key_source = json.dumps([space.dataset, space.preprocessing, space.split], sort_keys=True, default=str)
+    # Records as sorted names, so that [100, 208] and ["208", "100"] name the same data.
+    preprocessing = dict(space.preprocessing)
+    if preprocessing.get("records") is not None:
+        preprocessing["records"] = sorted(str(r) for r in preprocessing["records"])
+    key_source = json.dumps([space.dataset, preprocessing, space.split], sort_keys=True, default=str)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
-    missing = [p for p in space.patients if any(s.per_patient for s in space.stages) and p not in set(examples.records)]
+    prepared_records = set(examples.records.tolist())
+    per_patient = any(s.per_patient for s in space.stages)
+    missing = [p for p in space.patients if p not in prepared_records] if per_patient else []
     if missing:
         raise EcgtuneError(
             f"{space.path}: patients {missing} are not among the prepared records "
@@ -140,7 +146,7 @@ def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *,
     )
     tuner = restore_or_build(
         trainable, resume=resume, storage_path=state.storage_path, name=key,
-        space=space, stage=stage, patient=patient, callbacks=[callback], epochs=_max_epochs(stage.params),
+        space=space, stage=stage, patient=patient, callbacks=[callback], epochs=max_epochs(stage.params),
     )
     best = select_best(tuner.fit(), space.metric, space.mode)
     test, model, ckpt = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
