@@ -28,11 +28,11 @@ def format_summary(summaries, metric: str) -> str:
     stages = list(dict.fromkeys(s.stage for s in summaries))
     for stage in stages:
         rows = [s for s in summaries if s.stage == stage]
-        lines += [f"\n{stage}", f"{'patient':>8}  {'val ' + metric:>28}  {'test bal. acc.':>14}  best config"]
+        lines += [f"\n{stage}", f"{'patient':>8}  {metric:>24}  {'test bal. acc.':>14}  best config"]
         for s in rows:
-            lines.append(f"{s.patient or 'all':>8}  {_fmt(s.val_metric):>28}  {_fmt(_test_ba(s)):>14}  {_config(s.config)}")
+            lines.append(f"{s.patient or 'all':>8}  {_fmt(s.val_metric):>24}  {_fmt(_test_ba(s)):>14}  {_config(s.config)}")
         if len(rows) > 1:
-            lines.append(f"{'mean':>8}  {_fmt(_mean(r.val_metric for r in rows)):>28}  {_fmt(_mean(_test_ba(r) for r in rows)):>14}")
+            lines.append(f"{'mean':>8}  {_fmt(_mean(r.val_metric for r in rows)):>24}  {_fmt(_mean(_test_ba(r) for r in rows)):>14}")
     scratch = {s.patient: s for s in summaries if s.stage == "scratch"}
     finetune = {s.patient: s for s in summaries if s.stage == "finetune"}
     both = [p for p in scratch if p in finetune]

@@ -77,6 +77,9 @@ def init_ray(address: str | None) -> None:
     # A checkpoint is kept per trial (num_to_keep=1), which makes Tune snapshot its state at every
     # improvement; on local storage that is cheap, so its warning about it is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console output prints a status box per Tuner even at verbose=0: dozens in a
+    # per-patient study. TrialLines reports progress instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     if address:
@@ -136,6 +139,7 @@ def pretrained_weights(mlf, space: SearchSpace, data_key: str, own_version: str 
 
 
 def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
+    from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.selection import evaluate_test, select_best
     from ecgtune.tuning.tuner import restore_or_build
 
@@ -146,7 +150,8 @@ def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *,
     )
     tuner = restore_or_build(
         trainable, resume=resume, storage_path=state.storage_path, name=key,
-        space=space, stage=stage, patient=patient, callbacks=[callback], epochs=max_epochs(stage.params),
+        space=space, stage=stage, patient=patient, epochs=max_epochs(stage.params),
+        callbacks=[callback, TrialLines(key, space.metric)],
     )
     best = select_best(tuner.fit(), space.metric, space.mode)
     test, model, ckpt = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
@@ -228,7 +233,7 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
             )
             state.mark_unit(key, dataclasses.asdict(summary))
             echo(
-                f"  {key}: val {space.metric} {summary.val_metric:.4f}, "
+                f"  {key}: {space.metric} {summary.val_metric:.4f}, "
                 f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
                 f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
             )
