@@ -50,6 +50,7 @@ def test_missing_data_exits_2_says_where_it_looked_and_starts_no_run(tmp_path, m
     assert not (tmp_path / "m.db").exists()  # failed before any MLflow run was opened
 
 
+@pytest.mark.integration
 def test_corrupt_record_exits_2_naming_the_record(tmp_path, real_data_dir, capsys):
     import shutil
 
@@ -63,6 +64,7 @@ def test_corrupt_record_exits_2_naming_the_record(tmp_path, real_data_dir, capsy
     assert "208" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_resume_without_an_earlier_search_exits_2(real_data_dir, capsys, tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     assert main(["search", "--space", "quickstart", "--smoke-test", "--resume",
@@ -78,6 +80,7 @@ def test_help_exits_0(argv, capsys):
     assert "usage" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_data_prepare_prints_counts(real_data_dir, capsys):
     assert main(["data", "prepare", "mitdb", "--data-dir", str(real_data_dir), "--param", "records=[100]"]) == 0
     assert "1 records" in capsys.readouterr().out
