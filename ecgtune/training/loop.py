@@ -51,7 +51,7 @@ def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scal
                     scheduler_per_batch.step()
             else:
                 outputs.append(logits.float().cpu())
-            total_loss += float(loss) * len(yb)
+            total_loss += loss.item() * len(yb)
             seen += len(yb)
     metrics = {f"{stage}_loss": total_loss / max(seen, 1)}
     if not training:
