@@ -1,0 +1,58 @@
+"""The per-trial MLflow callback against a real SQLite store."""
+
+import pickle
+from types import SimpleNamespace
+
+from ecgtune.tuning import tracking
+
+
+class FakeTrial(SimpleNamespace):
+    """What the callback reads of a Tune trial: its id, config and latest checkpoint."""
+
+    def __str__(self):
+        return f"train_fn_{self.trial_id}"
+
+
+def _setup(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = tracking.client(uri)
+    exp = tracking.experiment_id(client, "tracking-test")
+    parent = client.create_run(exp).info.run_id
+    return uri, client, exp, parent
+
+
+def test_a_restored_callback_finds_the_trials_run_instead_of_opening_another(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, exp, parent, tags={"ecgtune.stage": "scratch"})
+    trial = FakeTrial(trial_id="abc_00001", config={"train": {"lr": 0.01}, "stage": "scratch"}, checkpoint=None)
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_result(0, [trial], trial, {"epoch": 1, "val_balanced_accuracy": 0.7, "time_this_iter_s": 3.0})
+
+    restored = pickle.loads(pickle.dumps(callback))  # what Tuner.restore does with run_config callbacks
+    restored.on_trial_start(0, [trial], trial)
+    restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.8})
+    restored.on_trial_complete(0, [trial], trial)
+
+    runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.params["train.lr"] == "0.01"
+    history = client.get_metric_history(run.info.run_id, "val_balanced_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.8)]
+    assert "time_this_iter_s" not in run.data.metrics  # Ray's bookkeeping stays out of MLflow
+
+
+def test_close_open_runs_leaves_nothing_running(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, exp, parent, tags={})
+    trial = FakeTrial(trial_id="t1", config={}, checkpoint=None)
+    callback.on_trial_start(0, [trial], trial)
+    tracking.close_open_runs(client, exp, parent, "KILLED")
+    statuses = {r.info.status for r in client.search_runs([exp])}
+    assert statuses == {"KILLED"}
+
+
+def test_sqlite_artifacts_go_beside_the_database_not_the_working_directory(tmp_path):
+    uri, client, exp, _ = _setup(tmp_path)
+    location = client.get_experiment(exp).artifact_location
+    assert location.startswith((tmp_path / "mlartifacts").as_uri())
