@@ -187,9 +187,18 @@ class MitBih:
                 a missing file that cannot be downloaded.
         """
         resolved = self._resolve(mode, records, params)
-        key = {"dataset": self.name, "format_version": FORMAT_VERSION, **resolved}
-        arrays = cache.get_or_build(f"{self.name}-{mode}", key, lambda: self._build(resolved).to_arrays())
+        arrays = cache.get_or_build(
+            f"{self.name}-{mode}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays()
+        )
         return Examples.from_arrays(arrays)
+
+    def prepared_key(self, mode: str = "windows", records: Iterable[str | int] | None = None, **params: Any) -> str:
+        """The identity of what `prepare()` returns for these arguments (defaults filled, records
+        normalised): equal keys mean identical examples."""
+        return cache.params_key(self._cache_params(self._resolve(mode, records, params)))
+
+    def _cache_params(self, resolved: dict[str, Any]) -> dict[str, Any]:
+        return {"dataset": self.name, "format_version": FORMAT_VERSION, **resolved}
 
     def _resolve(self, mode: str, records: Any, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults, check every parameter, and return the JSON-able dict the cache key hashes."""

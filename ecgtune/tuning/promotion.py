@@ -12,7 +12,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecgtune.errors import EcgtuneError
 
 CHAMPION = "champion"
 
@@ -90,16 +89,6 @@ def current_champion(mlflow_client, name: str):
 def current_champion_value(mlflow_client, name: str) -> float | None:
     version = current_champion(mlflow_client, name)
     return None if version is None else float(version.tags.get("val_metric", "nan"))
-
-
-def champion_version(mlflow_client, name: str):
-    version = current_champion(mlflow_client, name)
-    if version is None:
-        raise EcgtuneError(
-            f"no registered model {name!r} with a {CHAMPION!r} version in the MLflow registry "
-            f"({mlflow_client.tracking_uri}); run its pre-training search first"
-        )
-    return version
 
 
 def use_uri(uri: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 
@@ -47,17 +46,15 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     """Once per search, on the driver: trials get these arrays through the Ray object store."""
     from ecgtune.data import assign_split, get_dataset
 
+    dataset = get_dataset(space.dataset, root=data_dir)
     try:
-        examples = get_dataset(space.dataset, root=data_dir).prepare(**space.preprocessing)
+        examples = dataset.prepare(**space.preprocessing)
+        prepared_key = dataset.prepared_key(**space.preprocessing)
     except EcgtuneError as exc:
         raise EcgtuneError(f"{space.path}: dataset {space.dataset!r}: {exc}") from exc
     labels = assign_split(space.split, examples)
-    # Records as sorted names, so that [100, 208] and ["208", "100"] name the same data.
-    preprocessing = dict(space.preprocessing)
-    if preprocessing.get("records") is not None:
-        preprocessing["records"] = sorted(str(r) for r in preprocessing["records"])
-    key_source = json.dumps([space.dataset, preprocessing, space.split], sort_keys=True, default=str)
-    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    # The dataset's own key already has defaults filled and records normalised; add the split.
+    key = hashlib.sha256(f"{prepared_key}/{space.split}".encode()).hexdigest()[:16]
     prepared_records = set(examples.records.tolist())
     per_patient = any(s.per_patient for s in space.stages)
     missing = [p for p in space.patients if p not in prepared_records] if per_patient else []
@@ -128,7 +125,10 @@ def pretrained_weights(mlf, space: SearchSpace, data_key: str, own_version: str 
     elif own_version is not None:
         version = mlf.get_model_version(name, own_version)  # same data by construction
     elif champion is None:
-        version = promotion.champion_version(mlf, name)  # raises: run the pre-training search first
+        raise EcgtuneError(
+            f"no registered model {name!r} with a champion in the MLflow registry ({mlf.tracking_uri}); "
+            "run its pre-training search first"
+        )
     else:
         raise EcgtuneError(
             f"the champion of {name!r} (version {champion.version}) was pre-trained on other data or another "
