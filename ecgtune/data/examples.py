@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 # The array fields, in the order they are stored in the prepared-array cache.
-ARRAY_FIELDS = ("x", "y", "records", "patients", "positions")
+ARRAY_FIELDS = ("x", "y", "records", "patients", "positions", "folds")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class Examples:
         positions: Sample index in the raw record where the example starts (windows) or
             its R-peak (beats), shape (N,), int64; chronological splits sort on it.
         label_names: Name of each class index.
+        folds: The dataset's own fold of each example (PTB-XL's strat_fold, 1-10), shape (N,),
+            int64; -1 everywhere for datasets without folds. The "folds" split protocol reads it.
     """
 
     x: np.ndarray
@@ -32,6 +34,7 @@ class Examples:
     patients: np.ndarray
     positions: np.ndarray
     label_names: tuple[str, ...]
+    folds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Coerce once here so every consumer can rely on the dtypes of the contract.
@@ -40,6 +43,8 @@ class Examples:
         object.__setattr__(self, "records", np.asarray(self.records, dtype=str))
         object.__setattr__(self, "patients", np.asarray(self.patients, dtype=str))
         object.__setattr__(self, "positions", np.asarray(self.positions, dtype=np.int64))
+        folds = np.full(len(self.y), -1) if self.folds is None else self.folds
+        object.__setattr__(self, "folds", np.asarray(folds, dtype=np.int64))
         object.__setattr__(self, "label_names", tuple(str(n) for n in self.label_names))
         if self.x.ndim != 3:
             raise ValueError(f"x must have shape (N, channels, length), got {self.x.shape}")
@@ -88,6 +93,7 @@ class Examples:
                 records=np.zeros(0, dtype=str),
                 patients=np.zeros(0, dtype=str),
                 positions=np.zeros(0, np.int64),
+                folds=np.zeros(0, np.int64),
                 label_names=tuple(label_names),
             )
         return cls(
@@ -104,7 +110,8 @@ class Examples:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Examples:
         """Inverse of `to_arrays`."""
+        # Caches written before `folds` existed lack it: those datasets have no folds.
         return cls(
-            **{field: arrays[field] for field in ARRAY_FIELDS},
+            **{field: arrays[field] for field in ARRAY_FIELDS if field in arrays},
             label_names=tuple(arrays["label_names"].tolist()),
         )

@@ -109,10 +109,53 @@ def _inter_patient(examples: Examples, seed: int) -> np.ndarray:
     return out
 
 
+_RANDOM_TEST_FRACTION = 0.2  # random_beats: Kaggle's mitbih_test.csv is 20 % of the beats
+_RANDOM_VAL_FRACTION = 0.1  # random_beats: of what is left after the test part
+
+# folds: PTB-XL's recommended use of strat_fold (Wagner et al. 2020): 1-8 train, 9 val, 10 test.
+# Its folds are patient-wise: all records of a patient share one fold.
+FOLD_VAL, FOLD_TEST = 9, 10
+
+
+def _random_beats(examples: Examples, seed: int) -> np.ndarray:
+    """The seed's own protocol (Kachuee et al., the Kaggle CSVs): beats drawn at random, stratified by class,
+    20 % test, then 10 % of the rest val, whatever their record. A patient's beats sit in train and in test,
+    so this measures recognition of beats of known patients; report it beside inter_patient."""
+    out = np.full(len(examples), "", dtype=object)
+    rng = np.random.default_rng(seed)
+    # Row order must not matter: visit beats sorted by (record, position).
+    order = np.lexsort((examples.positions, examples.records))
+    for label in np.unique(examples.y):
+        members = rng.permutation(order[examples.y[order] == label])
+        n_test = _round_half_up(_RANDOM_TEST_FRACTION * len(members))
+        n_val = _round_half_up(_RANDOM_VAL_FRACTION * (len(members) - n_test))
+        out[members[:n_test]] = "test"
+        out[members[n_test : n_test + n_val]] = "val"
+        out[members[n_test + n_val :]] = "train"
+    return out
+
+
+def _folds(examples: Examples, seed: int) -> np.ndarray:
+    """The dataset's own folds: 1-8 train, 9 val, 10 test; examples without a fold take no part."""
+    del seed  # fixed folds
+    if not np.any(examples.folds > 0):
+        raise EcgtuneError(
+            "split protocol 'folds' needs a dataset with folds (ptbxl's strat_fold, the Kaggle CSV files); "
+            "these examples have none"
+        )
+    out = np.full(len(examples), "", dtype=object)
+    out[(examples.folds >= 1) & (examples.folds < FOLD_VAL)] = "train"
+    out[examples.folds == FOLD_VAL] = "val"
+    out[examples.folds == FOLD_TEST] = "test"
+    return out
+
+
 _PROTOCOLS: dict[str, Callable[[Examples, int], np.ndarray]] = {
     "chronological": _chronological,
+    "folds": _folds,
     "inter_patient": _inter_patient,
     "per_patient": _per_patient,
+    "random_beats": _random_beats,
 }
 
 

@@ -39,7 +39,7 @@ STUDY = {"100": [0] * 90 + [1] * 10, "208": [0] * 50 + [1] * 50, "231": [0] * 20
 
 
 def test_list_splits():
-    assert list_splits() == ["chronological", "inter_patient", "per_patient"]
+    assert list_splits() == ["chronological", "folds", "inter_patient", "per_patient", "random_beats"]
 
 
 def test_unknown_protocol_lists_known_ones():
@@ -124,3 +124,33 @@ def test_inter_patient_lists_and_the_201_202_patient():
         if s:
             sides.setdefault(patient, set()).add(s)
     assert all(len(s) == 1 for s in sides.values())
+
+
+def test_random_beats_is_stratified_20_percent_test_and_ignores_row_order():
+    ex = _examples(STUDY)
+    split = assign_split("random_beats", ex)
+    for label in (0, 1):
+        members = split[ex.y == label]
+        n = len(members)
+        assert abs((members == "test").sum() - 0.2 * n) <= 1
+        assert abs((members == "val").sum() - 0.1 * 0.8 * n) <= 1
+    # Beats of one record land in train and in test: the seed's protocol, not a patient-wise one.
+    assert {"train", "test"} <= set(split[ex.records == "208"])
+    shuffled = _examples(STUDY, shuffle_seed=3)
+    assert _keyed(ex, split) == _keyed(shuffled, assign_split("random_beats", shuffled))
+    assert (split != assign_split("random_beats", ex, seed=7)).any()
+
+
+def test_folds_protocol_uses_the_datasets_folds_and_refuses_examples_without_them():
+    n = 20
+    folds = np.arange(n) % 11  # 0 = no fold, 1-10
+    ex = Examples(
+        x=np.zeros((n, 1, 4)), y=np.zeros(n), records=[str(i) for i in range(n)],
+        patients=[str(i) for i in range(n)], positions=np.zeros(n), label_names=("a", "b"), folds=folds,
+    )
+    split = assign_split("folds", ex)
+    assert set(split[(folds >= 1) & (folds <= 8)]) == {"train"}
+    assert set(split[folds == 9]) == {"val"} and set(split[folds == 10]) == {"test"}
+    assert set(split[folds == 0]) == {""}
+    with pytest.raises(EcgtuneError, match="folds"):
+        assign_split("folds", _examples(STUDY))
