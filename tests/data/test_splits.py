@@ -43,7 +43,7 @@ def test_list_splits():
 
 
 def test_unknown_protocol_lists_known_ones():
-    with pytest.raises(EcgtuneError, match=r"'random'.*chronological, inter_patient, per_patient"):
+    with pytest.raises(EcgtuneError, match=r"'random'.*chronological, folds, inter_patient, per_patient, random_beats"):
         assign_split("random", _examples(STUDY))
 
 
