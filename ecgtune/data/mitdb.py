@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, segment
+from ecgtune.data import cache, kachuee, segment
 from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import Examples
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
@@ -43,7 +43,15 @@ _COMMON_DEFAULTS: dict[str, Any] = {"bandpass": (0.4, 30.0), "lead": "MLII", "ma
 _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "windows": {"labels": "binary", "window_seconds": 1.0, "target_length": 128},
     "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360},
+    # Kachuee et al. 2018 (ecgtune/data/kachuee.py): unfiltered, 125 Hz, 187-sample beats.
+    "kachuee": {
+        "labels": "aami", "bandpass": None, "target_rate": kachuee.KACHUEE_RATE,
+        "window_seconds": kachuee.KACHUEE_WINDOW_SECONDS, "rr_factor": kachuee.KACHUEE_RR_FACTOR,
+        "target_length": kachuee.KACHUEE_LENGTH, "rpeaks": "reference", "threshold": kachuee.KACHUEE_THRESHOLD,
+        "match_tolerance": 0.15,
+    },
 }
+_RPEAK_SOURCES = ("reference", "detector")
 _LABEL_SETS = ("binary", "aami")
 _CAP_SEED = 0  # max_per_record draws with a fixed seed so the smoke-test subset never changes
 
@@ -214,19 +222,31 @@ class MitBih:
         p = {**defaults, **params}
         if p["labels"] not in _LABEL_SETS:
             raise EcgtuneError(f"{self.name}: unknown labels {p['labels']!r}; expected one of {', '.join(_LABEL_SETS)}")
-        try:
-            low, high = (float(v) for v in p["bandpass"])
-        except (TypeError, ValueError):
-            raise EcgtuneError(f"{self.name}: bandpass must be (low_hz, high_hz), got {p['bandpass']!r}") from None
-        if not 0 < low < high < 180:  # 180 Hz: Nyquist of the 360 Hz records
-            raise EcgtuneError(f"{self.name}: bandpass must satisfy 0 < low < high < 180 Hz, got ({low}, {high})")
-        p["bandpass"] = [low, high]
+        if p["bandpass"] is not None:
+            try:
+                low, high = (float(v) for v in p["bandpass"])
+            except (TypeError, ValueError):
+                raise EcgtuneError(
+                    f"{self.name}: bandpass must be (low_hz, high_hz) or null, got {p['bandpass']!r}"
+                ) from None
+            if not 0 < low < high < 180:  # 180 Hz: Nyquist of the 360 Hz records
+                raise EcgtuneError(f"{self.name}: bandpass must satisfy 0 < low < high < 180 Hz, got ({low}, {high})")
+            p["bandpass"] = [low, high]
         if not isinstance(p["lead"], str) or not p["lead"]:
             raise EcgtuneError(f"{self.name}: lead must be a signal name such as 'MLII', got {p['lead']!r}")
         _check_positive_int(p, "max_per_record", allow_none=True)
         if mode == "windows":
             _check_positive_number(p, "window_seconds")
             _check_positive_int(p, "target_length")
+        elif mode == "kachuee":
+            for key in ("window_seconds", "rr_factor", "threshold", "match_tolerance"):
+                _check_positive_number(p, key)
+            _check_positive_int(p, "target_length")
+            _check_positive_int(p, "target_rate")
+            if p["rpeaks"] not in _RPEAK_SOURCES:
+                raise EcgtuneError(
+                    f"{self.name}: rpeaks must be one of {', '.join(_RPEAK_SOURCES)}, got {p['rpeaks']!r}"
+                )
         else:
             _check_positive_int(p, "target_rate")
             for k in ("before_seconds", "after_seconds"):
@@ -235,7 +255,8 @@ class MitBih:
             if p["before_seconds"] + p["after_seconds"] <= 0:
                 raise EcgtuneError(f"{self.name}: before_seconds + after_seconds must be > 0")
         if records is None:
-            paced = self.PACED_RECORDS if p["labels"] == "aami" else ()
+            # AAMI practice leaves the paced records out; Kachuee's set keeps them (paced beats are Q).
+            paced = self.PACED_RECORDS if p["labels"] == "aami" and mode != "kachuee" else ()
             names = [r for r in self.RECORDS if r not in paced]
         else:
             names = self._normalise_records(records)
@@ -259,17 +280,22 @@ class MitBih:
         self.download(p["records"])
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
         parts = [self._prepare_record(record, p) for record in p["records"]]
-        length = p["target_length"] if p["mode"] == "windows" else _beat_length(p)
+        length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
         return Examples.concatenate(parts, label_names=label_names, length=length)
 
     def _prepare_record(self, record: str, p: dict[str, Any]) -> Examples:
         signal, fs, samples, symbols = self._read(record, p["lead"])
-        try:
-            signal = segment.minmax_scale(segment.bandpass(signal, fs, *p["bandpass"]))
-        except ValueError as err:
-            raise EcgtuneError(f"{self.name} record {record} ({self.folder / record}.dat): {err}") from None
+        if p["bandpass"] is not None:
+            signal = segment.bandpass(signal, fs, *p["bandpass"])
         codes = _label_codes(symbols, p["labels"], p["mode"])
-        if p["mode"] == "windows":
+        if p["mode"] != "kachuee":  # Kachuee scales each 10 s window, not the record
+            try:
+                signal = segment.minmax_scale(signal)
+            except ValueError as err:
+                raise EcgtuneError(f"{self.name} record {record} ({self.folder / record}.dat): {err}") from None
+        if p["mode"] == "kachuee":
+            x, codes, positions = _kachuee_record(signal, fs, samples, codes, p)
+        elif p["mode"] == "windows":
             window = int(round(p["window_seconds"] * fs))
             per_window = segment.window_codes(samples, codes, len(signal) // window, window)
             kept = np.flatnonzero(per_window >= 0)  # drops windows with no classified beat
@@ -382,7 +408,7 @@ def _label_codes(symbols: np.ndarray, labels: str, mode: str) -> np.ndarray:
     """
     if labels == "binary":
         table = {**dict.fromkeys(NORMAL_SYMBOLS, 0), **dict.fromkeys(ABNORMAL_SYMBOLS, 1)}
-        if mode == "beats":
+        if mode != "windows":
             table.pop("!")  # a flutter wave is not a beat: there is no R-peak to centre on
     else:
         rank = {cls: len(AAMI_WINDOW_PRIORITY) - 1 - i for i, cls in enumerate(AAMI_WINDOW_PRIORITY)}
@@ -396,6 +422,35 @@ def _codes_to_classes(codes: np.ndarray, labels: str) -> np.ndarray:
         return codes.astype(np.int64)
     by_rank = [AAMI_CLASSES.index(cls) for cls in reversed(AAMI_WINDOW_PRIORITY)]
     return np.asarray(by_rank, dtype=np.int64)[codes]
+
+
+def _kachuee_record(signal: np.ndarray, fs: int, samples: np.ndarray, codes: np.ndarray, p: dict[str, Any]):
+    """Kachuee beats of one record: (beats, their codes, their R-peaks as 360 Hz sample indices).
+
+    With rpeaks="reference" every annotated beat is a beat. With rpeaks="detector" the paper's
+    detector finds the peaks and each takes the class of the annotated beat within `match_tolerance`
+    seconds; a detected peak no beat annotation explains is dropped (it has no label).
+    """
+    rate = p["target_rate"]
+    signal = segment.resample_rate(signal, fs, rate)
+    is_beat = codes >= 0
+    beat_samples, beat_codes = samples[is_beat], codes[is_beat]
+    reference = np.round(beat_samples * (rate / fs)).astype(np.int64)
+    kwargs = dict(window_seconds=p["window_seconds"], rr_factor=p["rr_factor"], length=p["target_length"])
+    if p["rpeaks"] == "reference":
+        x, peaks = kachuee.kachuee_beats(signal, rate, peaks=reference, **kwargs)
+        # Every reference peak becomes a beat unless its window holds a single beat or is flat.
+        order = np.argsort(reference, kind="stable")
+        which = np.searchsorted(reference[order], peaks)
+        # Two annotations can round to one 125 Hz sample; such beats come out one after the other.
+        index = np.arange(len(peaks))
+        first_of_run = np.maximum.accumulate(np.where(np.r_[True, peaks[1:] != peaks[:-1]], index, 0))
+        which += index - first_of_run
+        return x, beat_codes[order][which], beat_samples[order][which]
+    x, peaks = kachuee.kachuee_beats(signal, rate, threshold=p["threshold"], **kwargs)
+    matched = kachuee.match_peaks(peaks, reference, int(round(p["match_tolerance"] * rate)))
+    keep = matched >= 0
+    return x[keep], beat_codes[matched[keep]], np.round(peaks[keep] * (fs / rate)).astype(np.int64)
 
 
 def _beat_length(p: dict[str, Any]) -> int:

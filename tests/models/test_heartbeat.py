@@ -1,0 +1,117 @@
+"""The heartbeat models: Kachuee's parameter count, the transferable head, export, framing, learning."""
+
+import pytest
+import torch
+from torch import nn
+
+from ecgtune.models import create_model
+from ecgtune.models.heartbeat import frames
+
+HEARTBEAT_MODELS = ["cnet", "bilstm", "bigru", "seq2seq"]
+BEAT = dict(in_channels=1, num_classes=5, input_length=187)  # Kachuee's MIT-BIH beats, five classes
+
+# torch.export warns that nn.LSTM / nn.GRU reassign their ``_flat_weights`` list while being traced; it
+# restores them afterwards and lifts the weights as parameters, so the warning is expected and harmless.
+RNN_EXPORT_WARNING = "ignore:The tensor attributes .*were assigned during export:UserWarning"
+
+
+def test_cnet_has_the_papers_parameter_count():
+    # stem conv 1->32, k5:                       1*32*5 + 32 =  192
+    # 5 blocks x 2 convs 32->32, k5:    10 * (32*32*5 + 32) = 51,520
+    # length 187 -> 92 -> 44 -> 20 -> 8 -> 2 after the pools, so 32 * 2 = 64 features
+    # dense 64->32:                               64*32 + 32 = 2,080
+    # head 32->32 and 32->5:             32*32 + 32 + 32*5 + 5 = 1,221
+    # total                                                   = 55,013
+    model = create_model("cnet", **BEAT)
+    assert sum(p.numel() for p in model.parameters()) == 55_013
+
+
+@pytest.mark.parametrize("name", HEARTBEAT_MODELS)
+def test_head_is_exactly_the_last_two_linear_layers(name):
+    model = create_model(name, **BEAT)
+    linears = [(prefix, m) for prefix, m in model.named_modules() if isinstance(m, nn.Linear)]
+    (second_last_name, second_last), (last_name, last) = linears[-2:]
+    assert second_last is model.head[0] and last is model.head[2]
+    expected = {f"{prefix}.{p}" for prefix in (second_last_name, last_name) for p in ("weight", "bias")}
+    assert {n for n, _ in model.named_parameters() if n.startswith("head.")} == expected
+
+
+@pytest.mark.parametrize("name", HEARTBEAT_MODELS)
+def test_feature_and_head_parameters_partition_the_model(name):
+    model = create_model(name, **BEAT)
+    features = {id(p) for p in model.feature_parameters()}
+    head = {id(p) for p in model.head.parameters()}
+    assert features.isdisjoint(head)
+    assert features | head == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.filterwarnings(RNN_EXPORT_WARNING)
+@pytest.mark.parametrize("name", HEARTBEAT_MODELS)
+def test_export_matches_eager(name):
+    torch.manual_seed(0)
+    model = create_model(name, **BEAT).eval()
+    x = torch.randn(4, 1, 187)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), model(x), atol=1e-5)
+    # The weights must travel as parameters, not be baked in as constants.
+    assert not program.constants
+
+
+def test_frames_cuts_steps_of_frame_size_and_drops_the_remainder():
+    x = torch.arange(2 * 7, dtype=torch.float32).reshape(1, 2, 7).expand(3, 2, 7)
+    out = frames(x, 3)
+    assert out.shape == (3, 2, 6)  # 7 // 3 steps of 2 channels * 3 samples; the 7th sample is dropped
+    # Step 1 holds samples 3..5 of channel 0, then samples 3..5 of channel 1.
+    assert out[0, 1].tolist() == [3.0, 4.0, 5.0, 10.0, 11.0, 12.0]
+    assert torch.equal(frames(x, 1), x.transpose(1, 2))
+
+
+def test_bilstm_with_frames_of_four_sees_46_steps():
+    model = create_model("bilstm", **BEAT, frame_size=4)
+    seen = []
+    model.rnn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    out = model(torch.randn(2, 1, 187))
+    assert out.shape == (2, 5)
+    assert seen == [torch.Size([2, 46, 4])]
+
+
+def test_cnet_refuses_a_beat_too_short_for_its_pools():
+    with pytest.raises(ValueError, match="input_length=40"):
+        create_model("cnet", in_channels=1, num_classes=5, input_length=40)
+
+
+def bump_problem(n: int = 64, length: int = 187) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy beats with one bump: class 1 has it in the first half, class 0 in the second."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    half = length // 2
+    offset = torch.randint(10, half - 10, (n,), generator=generator)
+    centres = torch.where(labels == 1, offset, half + offset)
+    t = torch.arange(length).unsqueeze(0)
+    bumps = torch.exp(-(((t - centres.unsqueeze(1)) / 4.0) ** 2))
+    x = bumps + 0.1 * torch.randn(n, length, generator=generator)
+    return x.unsqueeze(1), labels.float()
+
+
+@pytest.mark.parametrize(
+    "name,hparams",
+    [
+        ("cnet", {}),
+        # Smaller and framed so the GRU steps through 17 frames, not 187 samples: seconds, not minutes.
+        ("bigru", dict(hidden=16, frame_size=11)),
+    ],
+)
+def test_model_learns_where_the_bump_is(name, hparams):
+    torch.manual_seed(0)
+    x, y = bump_problem()
+    model = create_model(name, in_channels=1, num_classes=2, input_length=187, **hparams)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x).squeeze(1), y)
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        accuracy = ((model(x).squeeze(1) > 0).float() == y).float().mean().item()
+    assert accuracy >= 0.9
