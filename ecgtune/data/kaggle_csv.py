@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 SAMPLES_PER_BEAT = 187  # 125 Hz, zero-padded after the beat
 COLUMNS_PER_ROW = SAMPLES_PER_BEAT + 1  # the samples, then the label
 SAMPLING_RATE_HZ = 125
+_ROW_FORMAT = f"{COLUMNS_PER_ROW} comma-separated numbers ({SAMPLES_PER_BEAT} samples, then the label)"
 
 # Fixed seeds, so that the smoke-test subset and the folds never change between runs.
 # Two different seeds: the cap and the folds shuffle the same classes, and sharing a random
@@ -331,8 +332,6 @@ def _read_line_by_line(path: Path) -> np.ndarray:
         )
     return np.stack(rows)
 
-
-_ROW_FORMAT = f"{COLUMNS_PER_ROW} comma-separated numbers ({SAMPLES_PER_BEAT} samples, then the label)"
 
 
 def _parse_row(text: str, path: Path, number: int) -> np.ndarray:
