@@ -57,7 +57,7 @@ def main() -> None:
     #    shows whether epochs slow down as the weights train (denormal floats on the CPU).
     torch.manual_seed(0)
     model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).to(device)
-    train = TensorSplit(examples, select(examples, labels, "train", None), device)
+    train = TensorSplit.of(examples, select(examples, labels, "train", None), device)
     optimizer = build_optimizer(model.parameters(), dict(TRAIN_DEFAULTS, lr=1e-3, weight_decay=1e-4))
     generator = torch.Generator().manual_seed(0)
     for epoch in range(1, args.epochs + 1):
@@ -68,8 +68,8 @@ def main() -> None:
     # 2. One epoch per batch size, from fresh weights.
     model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).to(device)
     for patient, name in ((None, "pre-training (all train windows)"), ("208", "one patient (record 208)")):
-        train = TensorSplit(examples, select(examples, labels, "train", patient), device)
-        val = TensorSplit(examples, select(examples, labels, "val", patient), device)
+        train = TensorSplit.of(examples, select(examples, labels, "train", patient), device)
+        val = TensorSplit.of(examples, select(examples, labels, "val", patient), device)
         for batch_size in (4, 16, 32, 128):
             if patient is None and batch_size == 4:
                 continue  # the seed pre-trains with batch 32; batch 4 over 32k windows says nothing new

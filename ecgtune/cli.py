@@ -18,6 +18,10 @@ def cmd_search(args) -> int:
         space = space.with_patients([p.strip() for p in args.patients.split(",") if p.strip()])
     if args.split:
         space = space.with_split(args.split)
+    if args.models:
+        space = space.with_models([m.strip() for m in args.models.split(",") if m.strip()])
+    if args.epochs or args.num_samples:
+        space = space.with_budget(epochs=args.epochs, num_samples=args.num_samples)
     if args.smoke_test:
         space = space.shrunk(patients_given=bool(args.patients))
     from ecgtune.tuning.search import run_search
@@ -69,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mlflow-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or a SQLite file in ~/.ecgtune")
     search.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR or ~/.ecgtune/data")
     search.add_argument("--patients", help="comma-separated records for per-patient stages, e.g. 100,208")
-    search.add_argument("--split", help="another split protocol than the space's (per_patient, chronological, inter_patient)")
+    search.add_argument("--split", help="another split protocol than the space's (e.g. inter_patient, chronological)")
+    search.add_argument("--models", help="comma-separated subset of the space's models, e.g. cnet,bigru")
+    search.add_argument("--epochs", type=int, help="cap every stage at this many epochs (a smaller budget)")
+    search.add_argument("--num-samples", type=int, help="configurations sampled per unit (random/optuna searches)")
     search.add_argument("--smoke-test", action="store_true", help="shrink to a CI-sized run, keeping the grid")
     search.add_argument("--resume", action="store_true", help="continue the last interrupted search of this space")
     search.set_defaults(func=cmd_search)

@@ -1,4 +1,4 @@
-"""Plain-text tables of a finished search: per patient, the selected configuration and its figures."""
+"""Plain-text tables of a finished search: per unit the selected configuration and its test figures."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ def _fmt(value) -> str:
 
 
 def _config(cfg: dict) -> str:
-    return f"lr={cfg.get('lr'):g} batch={cfg.get('batch_size')} weighted={cfg.get('weighted_sampling')}"
+    text = f"lr={cfg.get('lr'):g} batch={cfg.get('batch_size')} weighted={cfg.get('weighted_sampling')}"
+    if cfg.get("smote"):
+        text += " smote"
+    if cfg.get("freeze_features"):
+        text += " frozen-features"
+    return text
 
 
-def _test_ba(summary) -> float:
-    return summary.test.get("test_balanced_accuracy", float("nan"))
+def _test(summary, name: str) -> float:
+    return summary.test.get(f"test_{name}", float("nan"))
 
 
 def _mean(values) -> float:
@@ -22,26 +27,51 @@ def _mean(values) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
+def class_names(summary) -> list[str]:
+    """The classes of a unit's per-class test figures, in label order."""
+    return [k[len("test_f1_"):] for k in summary.test if k.startswith("test_f1_") and k != "test_f1_macro"]
+
+
 def format_summary(summaries, metric: str) -> str:
-    """One table per stage; when scratch and finetune both ran per patient, also the two side by side."""
+    """One table per stage; per-class figures for multi-class tasks; scratch vs fine-tuned per patient."""
     lines = []
-    stages = list(dict.fromkeys(s.stage for s in summaries))
-    for stage in stages:
+    for stage in dict.fromkeys(s.stage for s in summaries):
         rows = [s for s in summaries if s.stage == stage]
-        lines += [f"\n{stage}", f"{'patient':>8}  {metric:>24}  {'test bal. acc.':>14}  best config"]
+        lines += [
+            f"\n{stage}",
+            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test bal. acc.':>14}  {'test macro F1':>13}  best config",
+        ]
         for s in rows:
-            lines.append(f"{s.patient or 'all':>8}  {_fmt(s.val_metric):>24}  {_fmt(_test_ba(s)):>14}  {_config(s.config)}")
+            lines.append(
+                f"{s.model:>14}  {s.patient or 'all':>8}  {_fmt(s.val_metric):>22}  "
+                f"{_fmt(_test(s, 'balanced_accuracy')):>14}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
+            )
         if len(rows) > 1:
-            lines.append(f"{'mean':>8}  {_fmt(_mean(r.val_metric for r in rows)):>24}  {_fmt(_mean(_test_ba(r) for r in rows)):>14}")
-    scratch = {s.patient: s for s in summaries if s.stage == "scratch"}
-    finetune = {s.patient: s for s in summaries if s.stage == "finetune"}
-    both = [p for p in scratch if p in finetune]
+            lines.append(
+                f"{'mean':>14}  {'':>8}  {_fmt(_mean(r.val_metric for r in rows)):>22}  "
+                f"{_fmt(_mean(_test(r, 'balanced_accuracy') for r in rows)):>14}  "
+                f"{_fmt(_mean(_test(r, 'f1_macro') for r in rows)):>13}"
+            )
+    multi_class = [s for s in summaries if len(class_names(s)) > 2]
+    if multi_class:
+        names = class_names(multi_class[0])
+        lines += ["\nper class on test: F1 / sensitivity (recall) / PPV (precision)",
+                  f"{'unit':>24}  " + "  ".join(f"{n:^20}" for n in names)]
+        for s in multi_class:
+            cells = [f"{_fmt(_test(s, 'f1_' + n))}/{_fmt(_test(s, 'recall_' + n))}/{_fmt(_test(s, 'precision_' + n))}"
+                     for n in names]
+            lines.append(f"{s.stage + '-' + s.model:>24}  " + "  ".join(f"{c:^20}" for c in cells))
+    scratch = {(s.model, s.patient): s for s in summaries if s.stage == "scratch" and s.patient}
+    finetune = {(s.model, s.patient): s for s in summaries if s.stage == "finetune" and s.patient}
+    both = [k for k in scratch if k in finetune]
     if both:
-        lines += ["\ntest balanced accuracy, scratch vs fine-tuned", f"{'patient':>8}  {'scratch':>8}  {'finetune':>8}"]
-        for p in both:
-            lines.append(f"{p:>8}  {_fmt(_test_ba(scratch[p])):>8}  {_fmt(_test_ba(finetune[p])):>8}")
+        lines += ["\ntest balanced accuracy, scratch vs fine-tuned",
+                  f"{'model':>14}  {'patient':>8}  {'scratch':>8}  {'finetune':>8}"]
+        for k in both:
+            lines.append(f"{k[0]:>14}  {k[1]:>8}  {_fmt(_test(scratch[k], 'balanced_accuracy')):>8}  "
+                         f"{_fmt(_test(finetune[k], 'balanced_accuracy')):>8}")
         lines.append(
-            f"{'mean':>8}  {_fmt(_mean(_test_ba(scratch[p]) for p in both)):>8}  "
-            f"{_fmt(_mean(_test_ba(finetune[p]) for p in both)):>8}"
+            f"{'mean':>14}  {'':>8}  {_fmt(_mean(_test(scratch[k], 'balanced_accuracy') for k in both)):>8}  "
+            f"{_fmt(_mean(_test(finetune[k], 'balanced_accuracy') for k in both)):>8}"
         )
     return "\n".join(lines)

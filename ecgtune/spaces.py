@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr_scheduler": "none",
     "early_stopping_patience": 0,  # 0 = train all epochs
     "freeze_features": False,  # finetune only: train the head alone
+    "smote": False,  # oversample the training split's minority classes with SMOTE (never val or test)
     "seed": 0,
 }
 
@@ -156,15 +158,40 @@ class SmokeSpec:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """A registered model and its fixed hyperparameters."""
+
+    name: str
+    hparams: dict
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """Where a finetune stage takes its starting weights: the champion of another registered model.
+
+    Without a ``transfer`` section, fine-tuning starts from this space's own task, dataset, split
+    and ``pretrain`` stage. With one, it starts from the champion of ``task`` on ``dataset`` and
+    ``split`` trained in ``stage`` (the same model architecture); ``replace_head`` swaps its last two fully connected
+    layers for fresh ones sized for this task (Kachuee et al.'s transfer).
+    """
+
+    task: str
+    dataset: str
+    split: str
+    stage: str = "pretrain"
+    replace_head: bool = False
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     name: str
     path: Path
     description: str
+    task: str
     dataset: str
     preprocessing: dict
     split: str
-    model: str
-    model_hparams: dict
+    models: tuple[ModelSpec, ...]  # several: one unit (Tuner, selection, champion) per model
     metric: str
     mode: str
     cpu: float
@@ -173,6 +200,7 @@ class SearchSpace:
     stages: tuple[StageSpec, ...]
     smoke: SmokeSpec = field(default_factory=SmokeSpec)
     smoke_test: bool = False
+    transfer: TransferSpec | None = None
 
     def stage(self, name: str) -> StageSpec | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -188,6 +216,31 @@ class SearchSpace:
         if not any(s.per_patient for s in self.stages):
             raise EcgtuneError(f"{self.path}: --patients given, but no stage of space {self.name!r} is per patient")
         return dataclasses.replace(self, patients=tuple(str(p) for p in patients))
+
+    def with_models(self, names: list[str]) -> "SearchSpace":
+        """The same space over some of its models (the --models option)."""
+        known = {m.name: m for m in self.models}
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise EcgtuneError(
+                f"--models: {unknown or names} not among the models of space {self.name!r}: {', '.join(known)}"
+            )
+        return dataclasses.replace(self, models=tuple(known[n] for n in names))
+
+    def with_budget(self, *, epochs: int | None = None, num_samples: int | None = None) -> "SearchSpace":
+        """The same space with every stage capped at ``epochs`` and sampling ``num_samples`` configurations
+        (the --epochs / --num-samples options: a smaller budget on a small machine). A grid is kept whole."""
+        for flag, value in (("--epochs", epochs), ("--num-samples", num_samples)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise EcgtuneError(f"{flag}: expected a positive integer, got {value!r}")
+        stages = []
+        for s in self.stages:
+            params = dict(s.params, epochs=min(max_epochs(s.params), epochs)) if epochs else s.params
+            search = dataclasses.replace(s.search, num_samples=num_samples) if num_samples else s.search
+            if epochs:
+                search = dataclasses.replace(search, grace_period=min(search.grace_period, epochs))
+            stages.append(dataclasses.replace(s, params=params, search=search))
+        return dataclasses.replace(self, stages=tuple(stages))
 
     def with_split(self, split: str) -> "SearchSpace":
         """The same space under another split protocol (the --split option)."""
@@ -279,16 +332,20 @@ def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> S
 
 
 TOP_KEYS = {
-    "description", "dataset", "model", "metric", "mode", "resources", "patients", "search", "stages", "smoke_test",
+    "description", "task", "dataset", "model", "models", "metric", "mode", "resources", "patients", "search",
+    "stages", "smoke_test", "transfer",
 }
+_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")  # task names go into registered model names
 
 
 def parse_space(raw: Any, path: Path) -> SearchSpace:
     """Validate a loaded YAML document; every error names ``path`` and the key."""
     where = str(path)
-    _check_keys(raw, where, "(top level)", TOP_KEYS, {"description", "dataset", "model", "metric", "mode", "stages"})
+    _check_keys(raw, where, "(top level)", TOP_KEYS, {"description", "task", "dataset", "metric", "mode", "stages"})
     if not isinstance(raw["description"], str) or not raw["description"].strip():
         raise _fail(where, "description", "a one-line description", raw["description"])
+    if not isinstance(raw["task"], str) or not _NAME_PATTERN.match(raw["task"]):
+        raise _fail(where, "task", "a short name of lower-case letters, digits and _ (e.g. aami_beats)", raw["task"])
 
     dataset = raw["dataset"]
     _check_keys(dataset, where, "dataset", {"name", "split", "preprocessing"}, {"name"})
@@ -302,14 +359,7 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     preprocessing = dataset.get("preprocessing") or {}
     _check_keys(preprocessing, where, "dataset.preprocessing", set(preprocessing))
 
-    model = raw["model"]
-    _check_keys(model, where, "model", set(model), {"name"})
-    model_hparams = {k: v for k, v in model.items() if k != "name"}
-    from ecgtune.models._registry import list_models
-
-    _import_model_families()
-    if model["name"] not in list_models():
-        raise _fail(where, "model.name", f"one of {list_models()}", model["name"])
+    models = _parse_models(raw, where)
 
     if raw["mode"] not in ("max", "min"):
         raise _fail(where, "mode", "max or min", raw["mode"])
@@ -338,6 +388,8 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     if any(s.per_patient for s in stages) and not patients:
         raise _fail(where, "patients", "a non-empty list (a stage is per patient)", patients)
 
+    transfer = _parse_transfer(raw.get("transfer"), where, stages)
+
     smoke_raw = raw.get("smoke_test") or {}
     _check_keys(smoke_raw, where, "smoke_test", {f.name for f in dataclasses.fields(SmokeSpec)})
     smoke = SmokeSpec(**smoke_raw)
@@ -346,11 +398,11 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         name=path.stem,
         path=path,
         description=raw["description"].strip(),
+        task=raw["task"],
         dataset=dataset["name"],
         preprocessing=dict(preprocessing),
         split=split,
-        model=model["name"],
-        model_hparams=model_hparams,
+        models=models,
         metric=raw["metric"],
         mode=raw["mode"],
         cpu=float(cpu),
@@ -358,7 +410,57 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         patients=tuple(str(p) for p in patients),
         stages=stages,
         smoke=smoke,
+        transfer=transfer,
     )
+
+
+def _parse_models(raw: dict, where: str) -> tuple[ModelSpec, ...]:
+    """``model: {name, hparams...}`` or ``models: [{name, ...}, ...]`` (a fan-out: a unit per model)."""
+    from ecgtune.models._registry import list_models
+
+    if ("model" in raw) == ("models" in raw):
+        raise _fail(where, "model", "exactly one of model (a mapping) or models (a list of mappings)", sorted(set(raw) & {"model", "models"}))
+    entries = [("model", raw["model"])] if "model" in raw else None
+    if entries is None:
+        if not isinstance(raw["models"], list) or not raw["models"]:
+            raise _fail(where, "models", "a non-empty list of {name, hyperparameters...}", raw["models"])
+        entries = [(f"models[{i}]", m) for i, m in enumerate(raw["models"])]
+    _import_model_families()
+    specs = []
+    for section, model in entries:
+        _check_keys(model, where, section, set(model) if isinstance(model, dict) else set(), {"name"})
+        if model["name"] not in list_models():
+            raise _fail(where, f"{section}.name", f"one of {list_models()}", model["name"])
+        specs.append(ModelSpec(model["name"], {k: v for k, v in model.items() if k != "name"}))
+    names = [m.name for m in specs]
+    if len(set(names)) != len(names):
+        raise _fail(where, "models", "each model name at most once", names)
+    return tuple(specs)
+
+
+def _parse_transfer(raw: Any, where: str, stages: tuple[StageSpec, ...]) -> TransferSpec | None:
+    if raw is None:
+        return None
+    from ecgtune.data import list_splits
+
+    allowed = {f.name for f in dataclasses.fields(TransferSpec)}
+    _check_keys(raw, where, "transfer", allowed, {"task", "dataset", "split"})
+    spec = TransferSpec(**raw)
+    if not isinstance(spec.task, str) or not _NAME_PATTERN.match(spec.task):
+        raise _fail(where, "transfer.task", "the task name of the source space (e.g. aami_beats)", spec.task)
+    from ecgtune.data import list_datasets
+
+    if spec.dataset not in list_datasets():
+        raise _fail(where, "transfer.dataset", f"one of {list_datasets()}", spec.dataset)
+    if spec.split not in list_splits():
+        raise _fail(where, "transfer.split", f"one of {list_splits()}", spec.split)
+    if spec.stage not in STAGES:
+        raise _fail(where, "transfer.stage", f"one of {list(STAGES)}", spec.stage)
+    if not isinstance(spec.replace_head, bool):
+        raise _fail(where, "transfer.replace_head", "true or false", spec.replace_head)
+    if not any(s.stage == "finetune" for s in stages):
+        raise _fail(where, "transfer", "a space with a finetune stage (transfer says where it starts)", raw)
+    return spec
 
 
 def _import_model_families() -> None:

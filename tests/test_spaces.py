@@ -55,7 +55,7 @@ def _valid() -> dict:
         (lambda d: d.update(metric="test_balanced_accuracy"), "metric", "validation metric"),
         (lambda d: d["model"].update(name="resnet9000"), "model.name", "cnn1d_residual"),
         (lambda d: d["dataset"].update(name="nodb"), "dataset.name", "mitdb"),
-        (lambda d: d["dataset"].update(split="random_beats"), "dataset.split", "per_patient"),
+        (lambda d: d["dataset"].update(split="by_moon_phase"), "dataset.split", "per_patient"),
         (lambda d: d["stages"][0].update(stage="warmup"), "stage", "pretrain"),
         (lambda d: d["stages"][0].update(search={"algorithm": "optuna"}), "batch_size", "Optuna cannot take a grid"),
         (lambda d: d["stages"][0]["params"].update(epochs={"type": "int", "low": 1, "high": 5}), "epochs", "algorithm grid"),
@@ -117,4 +117,4 @@ def test_patients_option_refused_without_a_per_patient_stage():
 def test_split_option_replaces_the_protocol_and_rejects_unknown_ones():
     assert load_space("finetune_patients").with_split("chronological").split == "chronological"
     with pytest.raises(EcgtuneError, match="per_patient"):
-        load_space("finetune_patients").with_split("random_beats")
+        load_space("finetune_patients").with_split("by_moon_phase")

@@ -6,6 +6,7 @@ only when a dataset actually reads or filters records.
 
 from ecgtune.data import kaggle_csv as _kaggle_csv  # noqa: F401  (registers "kaggle_heartbeat")
 from ecgtune.data import mitdb as _mitdb  # noqa: F401  (registers "mitdb")
+from ecgtune.data import ptbxl as _ptbxl  # noqa: F401  (registers "ptbxl")
 from ecgtune.data._registry import get_dataset, list_datasets, register_dataset
 from ecgtune.data.examples import Examples
 from ecgtune.data.splits import assign_split, list_splits

@@ -308,7 +308,8 @@ def _read_with_pandas(path: Path) -> np.ndarray | None:
 
 def _is_well_formed(table: np.ndarray) -> bool:
     # A short line comes back padded with NaN, hence the finiteness check covers it too.
-    return table.ndim == 2 and table.shape[0] > 0 and table.shape[1] == COLUMNS_PER_ROW and bool(np.isfinite(table).all())
+    has_rows_of_188 = table.ndim == 2 and table.shape[0] > 0 and table.shape[1] == COLUMNS_PER_ROW
+    return has_rows_of_188 and bool(np.isfinite(table).all())
 
 
 def _read_line_by_line(path: Path) -> np.ndarray:
@@ -331,7 +332,6 @@ def _read_line_by_line(path: Path) -> np.ndarray:
             f"Download the file again from {KAGGLE_URL}"
         )
     return np.stack(rows)
-
 
 
 def _parse_row(text: str, path: Path, number: int) -> np.ndarray:

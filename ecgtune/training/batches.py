@@ -21,13 +21,19 @@ def select(examples: Examples, split_labels: np.ndarray, split: str, patient: st
 
 
 class TensorSplit:
-    """One split of one trial: x (N, leads, samples) and y (N,) on ``device``."""
+    """One split of one trial: x (N, leads, samples) and y (N,) on ``device``, and the class names."""
 
-    def __init__(self, examples: Examples, indices: np.ndarray, device: torch.device):
+    def __init__(self, x: np.ndarray, y: np.ndarray, label_names, device: torch.device):
         # np.array copies out of the read-only Ray object-store buffer before torch takes it.
-        self.x = torch.from_numpy(np.array(examples.x[indices], dtype=np.float32)).to(device)
-        self.y = torch.from_numpy(np.array(examples.y[indices], dtype=np.int64)).to(device)
-        self.y_numpy = np.asarray(examples.y[indices], dtype=np.int64)
+        self.x = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
+        self.y = torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
+        self.y_numpy = np.asarray(y, dtype=np.int64)
+        self.label_names = tuple(label_names)
+
+    @classmethod
+    def of(cls, examples: Examples, indices: np.ndarray, device: torch.device) -> "TensorSplit":
+        """The examples at ``indices``."""
+        return cls(examples.x[indices], examples.y[indices], examples.label_names, device)
 
     def __len__(self) -> int:
         return len(self.y)

@@ -56,5 +56,16 @@ def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scal
     metrics = {f"{stage}_loss": total_loss / max(seen, 1)}
     if not training:
         logits = torch.cat(outputs).numpy() if outputs else np.zeros((0, 1), np.float32)
-        metrics.update(classification_metrics(logits, split.y_numpy, stage))
+        metrics.update(classification_metrics(logits, split.y_numpy, stage, split.label_names))
     return metrics
+
+
+@torch.no_grad()
+def predict(model, split, *, batch_size: int = 1024) -> np.ndarray:
+    """The logits of every example of ``split`` in stored order, shape (N, outputs), float32 on the CPU."""
+    model.eval()
+    outputs = []
+    for xb, _ in split.batches(batch_size):
+        with autocast(split.x.device):
+            outputs.append(model(xb).float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 1), np.float32)

@@ -15,11 +15,18 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
-    """Balanced accuracy, macro F1 / precision / recall and AUROC, names prefixed by the stage.
+def predictions(logits: np.ndarray) -> np.ndarray:
+    """The predicted class of each row of logits."""
+    return probabilities(logits).argmax(axis=1)
 
-    Classes absent from ``y`` do not count in the macro averages; AUROC is NaN when ``y`` holds
-    one class only (a patient whose validation windows are all normal, say).
+
+def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label_names=None) -> dict[str, float]:
+    """Balanced accuracy, macro F1 / precision / recall, AUROC, and per class precision, recall
+    (sensitivity) and F1 as ``<prefix>_<measure>_<class name>``; names prefixed by the stage.
+
+    Classes absent from ``y`` do not count in the macro averages and get no per-class recall
+    (NaN); AUROC is NaN when ``y`` holds one class only (a patient whose validation windows are
+    all normal, say).
     """
     from sklearn.metrics import (
         balanced_accuracy_score,
@@ -40,6 +47,17 @@ def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str) -> di
         "recall_macro": float(recall),
         "auroc": float("nan"),
     }
+    if label_names is not None:
+        classes = np.arange(len(label_names))
+        per_p, per_r, per_f, support = precision_recall_fscore_support(
+            y, pred, labels=classes, average=None, zero_division=0
+        )
+        predicted = np.bincount(pred, minlength=len(classes))
+        for i, name in enumerate(label_names):
+            # Undefined figures are NaN, not 0: no example of the class, or never predicted.
+            metrics[f"recall_{name}"] = float(per_r[i]) if support[i] else float("nan")
+            metrics[f"precision_{name}"] = float(per_p[i]) if predicted[i] else float("nan")
+            metrics[f"f1_{name}"] = float(per_f[i]) if support[i] else float("nan")
     if len(present) > 1:
         if proba.shape[1] == 2:
             metrics["auroc"] = float(roc_auc_score(y, proba[:, 1]))

@@ -12,10 +12,12 @@ import tempfile
 import numpy as np
 import torch
 
+from ecgtune.models.transfer import freeze_features, load_pretrained
 from ecgtune.training.batches import TensorSplit, epoch_order, select
 from ecgtune.training.checkpoint import build_model, load_state, model_spec, save_state
 from ecgtune.training.loop import run_epoch
 from ecgtune.training.optim import build_optimizer, build_scheduler
+from ecgtune.transforms.resampling import smote
 
 
 def _device() -> torch.device:
@@ -40,6 +42,19 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return not np.isnan(value) and (value > best if mode == "max" else value < best)
 
 
+def training_split(examples, split_labels, patient, cfg: dict, device) -> TensorSplit:
+    """The trial's training examples, with SMOTE's synthetic ones when ``cfg["smote"]``.
+
+    Only the training indices reach SMOTE: validation and test examples are never interpolated
+    into training (tests/training/test_smote.py).
+    """
+    indices = select(examples, split_labels, "train", patient)
+    if not cfg.get("smote"):
+        return TensorSplit.of(examples, indices, device)
+    x, y = smote(np.asarray(examples.x[indices]), np.asarray(examples.y[indices]), seed=cfg["seed"])
+    return TensorSplit(x, y, examples.label_names, device)
+
+
 def train_fn(config: dict, examples=None, split_labels=None, init_state=None) -> None:
     """Train one configuration; report every epoch; checkpoint whenever validation improves.
 
@@ -49,7 +64,8 @@ def train_fn(config: dict, examples=None, split_labels=None, init_state=None) ->
             ``metric`` and ``mode`` (the validation metric that decides "improved").
         examples: the prepared ``Examples`` of the whole dataset.
         split_labels: (N,) "train" / "val" / "test" / "" for each example.
-        init_state: pre-trained weights for ``finetune``.
+        init_state: pre-trained weights for ``finetune``; with ``config["replace_head"]`` their head
+            is dropped and the model's own (sized for this task) is trained from scratch.
     """
     from ray import tune
 
@@ -63,17 +79,17 @@ def train_fn(config: dict, examples=None, split_labels=None, init_state=None) ->
     torch.manual_seed(cfg["seed"])
     generator = torch.Generator().manual_seed(cfg["seed"])
 
-    train = TensorSplit(examples, select(examples, split_labels, "train", patient), device)
-    val = TensorSplit(examples, select(examples, split_labels, "val", patient), device)
+    train = training_split(examples, split_labels, patient, cfg, device)
+    val = TensorSplit.of(examples, select(examples, split_labels, "val", patient), device)
     spec = model_spec(config, examples)
-    model = build_model(spec).to(device)
+    model = build_model(spec)
     if stage == "finetune":
         if init_state is None:
             raise ValueError("stage finetune needs the pre-trained weights (init_state)")
-        model.load_state_dict(init_state)
+        load_pretrained(model, init_state, replace_head=config.get("replace_head", False))
         if cfg["freeze_features"]:
-            for p in model.feature_parameters():
-                p.requires_grad_(False)
+            freeze_features(model)
+    model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg)
     steps = -(-len(train) // cfg["batch_size"])

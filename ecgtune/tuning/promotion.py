@@ -1,4 +1,4 @@
-"""Champions in the MLflow model registry: a registered model per (stage, dataset, model[, patient]).
+"""Champions in the MLflow model registry: a registered model per (task, dataset, split, stage, model[, patient]).
 
 Every search registers its selected model as a new version, tagged with what produced it; the alias
 ``champion`` (aliases, not the deprecated stages) moves to it only when it beats the current champion
@@ -16,8 +16,15 @@ from pathlib import Path
 CHAMPION = "champion"
 
 
-def registered_name(stage: str, dataset: str, model: str, patient: str | None, smoke: bool) -> str:
-    parts = ["ecgtune", stage, dataset, model] + ([patient] if patient else []) + (["smoke"] if smoke else [])
+def registered_name(
+    *, task: str, dataset: str, split: str, stage: str, model: str, patient: str | None = None, smoke: bool = False
+) -> str:
+    """``ecgtune-<task>-<dataset>-<split>-<stage>-<model>[-<patient>][-smoke]``.
+
+    The champion alias compares validation metrics, so a name must only ever hold versions whose
+    validation sets are alike: the task, the dataset and the split protocol are part of it.
+    """
+    parts = ["ecgtune", task, dataset, split, stage, model] + ([patient] if patient else []) + (["smoke"] if smoke else [])
     return "-".join(parts)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import SearchSpace, StageSpec, max_epochs
+from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec, max_epochs
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.state import SearchState
 
@@ -21,6 +21,7 @@ class UnitSummary:
     """The outcome of one unit: the selected configuration, its validation and test figures."""
 
     stage: str
+    model: str
     patient: str | None
     config: dict
     val_metric: float
@@ -31,8 +32,8 @@ class UnitSummary:
     champion: bool
 
 
-def unit_key(stage: str, patient: str | None) -> str:
-    return stage if patient is None else f"{stage}-{patient}"
+def unit_key(stage: str, model: str, patient: str | None) -> str:
+    return "-".join([stage, model] + ([patient] if patient else []))
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
         return state.parent_run_id
     run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags={"ecgtune.space": space.name})
     params = {
-        "space": space.name, "dataset": space.dataset, "split": space.split, "model": space.model,
+        "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
+        "models": ",".join(m.name for m in space.models),
         "metric": space.metric, "smoke_test": space.smoke_test, "patients": ",".join(space.patients),
         **{f"preprocessing.{k}": v for k, v in space.preprocessing.items() if k != "records"},
     }
@@ -111,23 +113,46 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     return run.info.run_id
 
 
-def pretrained_weights(mlf, space: SearchSpace, data_key: str, own_version: str | None = None) -> dict:
-    """The weights fine-tuning starts from: ``models:/<pre-training model>@champion``.
+def registered_name(space: SearchSpace, stage: str, model: str, patient: str | None) -> str:
+    return promotion.registered_name(
+        task=space.task, dataset=space.dataset, split=space.split, stage=stage, model=model,
+        patient=patient, smoke=space.smoke_test,
+    )
 
-    A champion pre-trained on other data or another split is refused, because a patient's test windows
-    could have been among its training windows. When this search pre-trained on its own data, that version
-    stands in for such a champion (it lost the alias to a model of, say, the quickstart's records).
+
+def source_name(space: SearchSpace, model: str) -> tuple[str, str]:
+    """The registered model fine-tuning starts from, and the dataset it was trained on."""
+    t = space.transfer
+    if t is None:
+        return registered_name(space, "pretrain", model, None), space.dataset
+    name = promotion.registered_name(
+        task=t.task, dataset=t.dataset, split=t.split, stage=t.stage, model=model, smoke=space.smoke_test
+    )
+    return name, t.dataset
+
+
+def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str, own_version: str | None = None) -> dict:
+    """The weights fine-tuning starts from: ``models:/<source model>@champion``.
+
+    A champion trained on this same dataset but with other preprocessing or another split is refused,
+    because a patient's test examples could have been among its training examples. When this search
+    pre-trained on its own data, that version stands in for such a champion (it lost the alias to a
+    model of, say, the quickstart's records). A champion of another dataset (MIT-BIH beats for the
+    PTB-XL MI task) shares no patient with this one and is taken as it is.
     """
-    name = promotion.registered_name("pretrain", space.dataset, space.model, None, space.smoke_test)
+    name, source_dataset = source_name(space, model)
     champion = promotion.current_champion(mlf, name)
-    if champion is not None and champion.tags.get("data_key") == data_key:
+    same_data = source_dataset == space.dataset
+    if champion is not None and (not same_data or champion.tags.get("data_key") == data_key):
         version = champion
     elif own_version is not None:
         version = mlf.get_model_version(name, own_version)  # same data by construction
     elif champion is None:
         raise EcgtuneError(
             f"no registered model {name!r} with a champion in the MLflow registry ({mlf.tracking_uri}); "
-            "run its pre-training search first"
+            "run the search that trains it first"
+            + (f" (task {space.transfer.task}, split {space.transfer.split}, stage {space.transfer.stage})"
+               if space.transfer else " (this space's pretrain stage)")
         )
     else:
         raise EcgtuneError(
@@ -138,61 +163,67 @@ def pretrained_weights(mlf, space: SearchSpace, data_key: str, own_version: str 
     return promotion.champion_checkpoint(mlf, version)["model_state"]
 
 
-def run_unit(trainable, space, stage: StageSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
+def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
+    from ecgtune.tuning.artifacts import log_confusion_matrix
     from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.selection import evaluate_test, select_best
     from ecgtune.tuning.tuner import restore_or_build
 
-    key = unit_key(stage.stage, patient)
+    key = unit_key(stage.stage, model.name, patient)
     callback = tracking.MLflowTrialRuns(
         mlf.tracking_uri, exp_id, state.parent_run_id,
-        tags={"ecgtune.stage": stage.stage, "ecgtune.patient": patient or "all"},
+        tags={"ecgtune.stage": stage.stage, "ecgtune.model": model.name, "ecgtune.patient": patient or "all"},
     )
     tuner = restore_or_build(
         trainable, resume=resume, storage_path=state.storage_path, name=key,
-        space=space, stage=stage, patient=patient, epochs=max_epochs(stage.params),
+        space=space, stage=stage, model=model, patient=patient, epochs=max_epochs(stage.params),
         callbacks=[callback, TrialLines(key, space.metric)],
     )
     best = select_best(tuner.fit(), space.metric, space.mode)
-    test, model, ckpt = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
+    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
 
     run = tracking.find_trial_run(mlf, exp_id, state.parent_run_id, best.metrics["trial_id"])
     if run is None:
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.metrics['trial_id']}")
     run_id = run.info.run_id
-    for name, value in test.items():
+    for name, value in evaluation.metrics.items():
         if np.isfinite(value):
             mlf.log_metric(run_id, name, value)
             mlf.log_metric(state.parent_run_id, f"{key}/{name}", value)
     mlf.set_tag(run_id, "ecgtune.selected", "true")
+    log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {key}: test")
 
+    headline = ("test_balanced_accuracy", "test_f1_macro", "test_precision_macro", "test_recall_macro")
     promoted = promotion.promote(
         mlf,
-        name=promotion.registered_name(stage.stage, space.dataset, space.model, patient, space.smoke_test),
-        run_id=run_id, model=model, example=data.examples.x[:2].copy(), metric=space.metric, value=ckpt["best"], mode=space.mode,
+        name=registered_name(space, stage.stage, model.name, patient),
+        run_id=run_id, model=evaluation.model, example=data.examples.x[:2].copy(), metric=space.metric,
+        value=evaluation.state["best"], mode=space.mode,
         tags={
-            "space_file": space.path.name, "split": space.split, "data_key": data.key,
-            "git_revision": promotion.git_revision(), "stage": stage.stage, "patient": patient or "all",
-            "best_epoch": ckpt["epoch"], **{k: f"{v:.6g}" for k, v in test.items()},
+            "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
+            "data_key": data.key, "git_revision": promotion.git_revision(), "stage": stage.stage,
+            "patient": patient or "all", "best_epoch": evaluation.state["epoch"],
+            **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
         },
     )
     return UnitSummary(
-        stage=stage.stage, patient=patient, config=dict(best.config["train"]),
-        val_metric=float(ckpt["best"]), test=test, run_id=run_id,
+        stage=stage.stage, model=model.name, patient=patient, config=dict(best.config["train"]),
+        val_metric=float(evaluation.state["best"]), test=evaluation.metrics, run_id=run_id,
         registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
     )
 
 
-def units_in_order(space: SearchSpace) -> list[tuple[StageSpec, str | None]]:
-    """Whole-dataset stages first (fine-tuning needs the pre-training champion), then patient by patient
-    every per-patient stage, so that an interrupted study already holds paired scratch/fine-tuned results."""
-    whole = [(s, None) for s in space.stages if not s.per_patient]
-    per_patient = [(s, p) for p in space.patients for s in space.stages if s.per_patient]
+def units_in_order(space: SearchSpace) -> list[tuple[StageSpec, ModelSpec, str | None]]:
+    """Whole-dataset stages first (fine-tuning needs the pre-training champion), model by model, then
+    patient by patient every per-patient stage, so that an interrupted study already holds paired
+    scratch/fine-tuned results."""
+    whole = [(s, m, None) for s in space.stages if not s.per_patient for m in space.models]
+    per_patient = [(s, m, p) for p in space.patients for m in space.models for s in space.stages if s.per_patient]
     return whole + per_patient
 
 
 def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, resume=False, echo=print) -> list[UnitSummary]:
-    """Run every stage of ``space``; return the summaries of all its units (in the order they ran)."""
+    """Run every unit of ``space``; return the summaries of all its units (in the order they ran)."""
     from ray import tune
 
     from ecgtune.training.trainable import train_fn
@@ -214,27 +245,31 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
     try:
         init_ray(address)
         resources = trial_resources(space)
-        trainables: dict[str, object] = {}
-        for stage, patient in units_in_order(space):
-            key = unit_key(stage.stage, patient)
+        trainables: dict[tuple[str, str], object] = {}
+        for stage, model, patient in units_in_order(space):
+            key = unit_key(stage.stage, model.name, patient)
             if key in state.finished:
                 continue
-            if stage.stage not in trainables:
-                own = state.finished.get(unit_key("pretrain", None), {}).get("version")
-                init_state = pretrained_weights(mlf, space, data.key, own) if stage.stage == "finetune" else None
-                trainables[stage.stage] = tune.with_resources(
+            if (stage.stage, model.name) not in trainables:
+                own = state.finished.get(unit_key("pretrain", model.name, None), {}).get("version")
+                init_state = (
+                    pretrained_weights(mlf, space, model.name, data.key, own) if stage.stage == "finetune" else None
+                )
+                trainables[stage.stage, model.name] = tune.with_resources(
                     tune.with_parameters(
                         train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state
                     ),
                     resources,
                 )
             summary = run_unit(
-                trainables[stage.stage], space, stage, patient, data, mlf=mlf, exp_id=exp_id, state=state, resume=resume
+                trainables[stage.stage, model.name], space, stage, model, patient, data,
+                mlf=mlf, exp_id=exp_id, state=state, resume=resume,
             )
             state.mark_unit(key, dataclasses.asdict(summary))
             echo(
                 f"  {key}: {space.metric} {summary.val_metric:.4f}, "
                 f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
+                f"test macro F1 {summary.test.get('test_f1_macro', float('nan')):.4f}, "
                 f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
             )
     except KeyboardInterrupt:

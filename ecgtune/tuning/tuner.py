@@ -6,18 +6,20 @@ from pathlib import Path
 
 from ray import tune
 
-from ecgtune.spaces import SearchSpace, StageSpec, to_param_space
+from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec, to_param_space
 
 
-def param_space(space: SearchSpace, stage: StageSpec, patient: str | None) -> dict:
+def param_space(space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None) -> dict:
     """What every trial's config holds: searched training params, the fixed model, and the unit."""
+    replace_head = stage.stage == "finetune" and space.transfer is not None and space.transfer.replace_head
     return {
         **to_param_space(space, stage),
-        "model": {"name": space.model, "hparams": dict(space.model_hparams)},
+        "model": {"name": model.name, "hparams": dict(model.hparams)},
         "stage": stage.stage,
         "patient": patient,
         "metric": space.metric,
         "mode": space.mode,
+        "replace_head": replace_head,
     }
 
 
@@ -42,10 +44,10 @@ def scheduler(space: SearchSpace, stage: StageSpec, epochs: int):
     return None
 
 
-def build_tuner(trainable, space: SearchSpace, stage: StageSpec, patient: str | None, *, storage_path: str, name: str, callbacks: list, epochs: int) -> tune.Tuner:
+def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None, *, storage_path: str, name: str, callbacks: list, epochs: int) -> tune.Tuner:
     return tune.Tuner(
         trainable,
-        param_space=param_space(space, stage, patient),
+        param_space=param_space(space, stage, model, patient),
         tune_config=tune.TuneConfig(
             metric=space.metric,
             mode=space.mode,

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from ecgtune.errors import EcgtuneError
 from ecgtune.models import create_model
 from ecgtune.models.heartbeat import frames
 
@@ -76,6 +77,18 @@ def test_bilstm_with_frames_of_four_sees_46_steps():
     assert seen == [torch.Size([2, 46, 4])]
 
 
+@pytest.mark.parametrize("name", HEARTBEAT_MODELS)
+def test_unknown_hyperparameter_is_refused(name):
+    with pytest.raises(EcgtuneError, match="kernel_sizes"):
+        create_model(name, **BEAT, kernel_sizes=3)
+
+
+def test_stacked_recurrent_layers_with_dropout_summarise_the_last_layer():
+    model = create_model("bigru", **BEAT, num_layers=2, dropout=0.3, hidden=8, frame_size=11)
+    assert model.rnn.dropout == 0.3
+    assert model(torch.randn(2, 1, 187)).shape == (2, 5)
+
+
 def test_cnet_refuses_a_beat_too_short_for_its_pools():
     with pytest.raises(ValueError, match="input_length=40"):
         create_model("cnet", in_channels=1, num_classes=5, input_length=40)
@@ -97,9 +110,10 @@ def bump_problem(n: int = 64, length: int = 187) -> tuple[torch.Tensor, torch.Te
 @pytest.mark.parametrize(
     "name,hparams",
     [
-        ("cnet", {}),
-        # Smaller and framed so the GRU steps through 17 frames, not 187 samples: seconds, not minutes.
-        ("bigru", dict(hidden=16, frame_size=11)),
+        # Both shrunk to keep the test to a couple of seconds on a busy two-core CPU: half of cnet's
+        # filters, and a small GRU stepping through 17 frames of 11 samples rather than 187 samples.
+        pytest.param("cnet", dict(filters=16), id="cnet"),
+        pytest.param("bigru", dict(hidden=16, frame_size=11), id="bigru"),
     ],
 )
 def test_model_learns_where_the_bump_is(name, hparams):

@@ -36,6 +36,6 @@ def test_weighted_order_balances_classes():
 
 def test_batches_cover_every_example_once():
     ex = _examples()
-    split = TensorSplit(ex, np.arange(12), torch.device("cpu"))
+    split = TensorSplit.of(ex, np.arange(12), torch.device("cpu"))
     ys = torch.cat([yb for _, yb in split.batches(5)])
     assert ys.tolist() == ex.y.tolist()

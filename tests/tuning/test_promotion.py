@@ -53,39 +53,66 @@ def test_lower_is_better_for_min_metrics():
     assert promotion.beats(0.5, float("nan"), "max")
 
 
-def test_registered_names_are_per_stage_dataset_model_patient():
-    assert promotion.registered_name("finetune", "mitdb", "cnn1d_residual", "100", False) == (
-        "ecgtune-finetune-mitdb-cnn1d_residual-100")
-    assert promotion.registered_name("pretrain", "mitdb", "cnn1d_residual", None, True) == (
-        "ecgtune-pretrain-mitdb-cnn1d_residual-smoke")
+def test_registered_names_are_per_task_dataset_split_stage_model_patient():
+    assert promotion.registered_name(
+        task="abnormal_windows", dataset="mitdb", split="per_patient", stage="finetune", model="cnn1d_residual",
+        patient="100",
+    ) == "ecgtune-abnormal_windows-mitdb-per_patient-finetune-cnn1d_residual-100"
+    assert promotion.registered_name(
+        task="aami_beats", dataset="mitdb", split="inter_patient", stage="scratch", model="cnet", smoke=True
+    ) == "ecgtune-aami_beats-mitdb-inter_patient-scratch-cnet-smoke"
+
+
+def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(registry, tmp_path):
+    """MI transfer: the AAMI champion of another dataset shares no patient, so its data key is not checked;
+    the source name is the transfer section's task, dataset, split and stage, with the unit's model."""
+    from ecgtune.spaces import load_space
+    from ecgtune.training.checkpoint import save_state
+    from ecgtune.tuning.search import pretrained_weights, source_name
+
+    client, exp = registry
+    space = load_space("mi_transfer")
+    name, dataset = source_name(space, "cnet")
+    assert (name, dataset) == ("ecgtune-aami_beats-mitdb-random_beats-scratch-cnet", "mitdb")
+    model = create_model("cnet", in_channels=1, num_classes=5, input_length=187).eval()
+    run = client.create_run(exp)
+    (tmp_path / "ckpt").mkdir()
+    save_state(tmp_path / "ckpt", {"model_state": model.state_dict()})
+    client.log_artifacts(run.info.run_id, str(tmp_path / "ckpt"), "checkpoint")
+    promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 187).numpy(),
+                      metric="val_f1_macro", value=0.9, mode="max", tags={"data_key": "mitdb-beats"})
+    weights = pretrained_weights(client, space, "cnet", data_key="ptbxl-beats")
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(Exception, match="seq2seq.*run the search that trains it first"):
+        pretrained_weights(client, space, "seq2seq", data_key="ptbxl-beats")
 
 
 def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
     """A champion pre-trained on another split or preprocessing may have seen a patient's test windows."""
     from ecgtune.errors import EcgtuneError
     from ecgtune.spaces import load_space
-    from ecgtune.tuning.search import pretrained_weights
+    from ecgtune.tuning.search import pretrained_weights, source_name
 
     client, exp = registry
     space = load_space("finetune_patients")
-    name = promotion.registered_name("pretrain", space.dataset, space.model, None, smoke=False)
+    name = source_name(space, "cnn1d_residual")[0]
     run = client.create_run(exp)
     model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
     promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 128).numpy(),
                       metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
     with pytest.raises(EcgtuneError, match="leak"):
-        pretrained_weights(client, space, data_key="per-patient-data")
+        pretrained_weights(client, space, "cnn1d_residual", data_key="per-patient-data")
 
 
 def test_finetuning_falls_back_to_this_searchs_own_pretraining(registry, tmp_path):
     """A better champion from other data keeps the alias; the search's own pre-training is used instead."""
     from ecgtune.spaces import load_space
     from ecgtune.training.checkpoint import save_state
-    from ecgtune.tuning.search import pretrained_weights
+    from ecgtune.tuning.search import pretrained_weights, source_name
 
     client, exp = registry
     space = load_space("finetune_patients")
-    name = promotion.registered_name("pretrain", space.dataset, space.model, None, smoke=False)
+    name = source_name(space, "cnn1d_residual")[0]
     versions = {}
     for data_key, value in (("quickstart-data", 0.99), ("study-data", 0.5)):
         run = client.create_run(exp)
@@ -99,5 +126,5 @@ def test_finetuning_falls_back_to_this_searchs_own_pretraining(registry, tmp_pat
             metric="val_balanced_accuracy", value=value, mode="max", tags={"data_key": data_key}))
     own_model, own = versions["study-data"]
     assert not own.champion
-    weights = pretrained_weights(client, space, data_key="study-data", own_version=own.version)
+    weights = pretrained_weights(client, space, "cnn1d_residual", data_key="study-data", own_version=own.version)
     assert all(torch.equal(weights[k], v) for k, v in own_model.state_dict().items())

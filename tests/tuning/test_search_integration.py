@@ -11,17 +11,21 @@ from tests.tuning.conftest import runs_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+def _name(stage: str, patient: str | None = None, split: str = "per_patient") -> str:
+    patient_part = f"-{patient}" if patient else ""
+    return f"ecgtune-abnormal_windows-mitdb-{split}-{stage}-cnn1d_residual{patient_part}-smoke"
+
+
 SPACES = {  # space -> (extra CLI args, expected trials, expected registered models)
-    "quickstart": ([], 2, ["ecgtune-pretrain-mitdb-cnn1d_residual-smoke"]),
-    "pretrain_mitdb": ([], 1, ["ecgtune-pretrain-mitdb-cnn1d_residual-smoke"]),
-    "individuals_patients": (
-        ["--patients", "100,208"], 36,
-        [f"ecgtune-scratch-mitdb-cnn1d_residual-{p}-smoke" for p in ("100", "208")],
-    ),
+    "quickstart": ([], 2, [_name("pretrain")]),
+    "pretrain_mitdb": ([], 1, [_name("pretrain")]),
+    "individuals_patients": (["--patients", "100,208"], 36, [_name("scratch", p) for p in ("100", "208")]),
     "finetune_patients": (
         ["--patients", "100,208"], 1 + 36 + 36,
-        ["ecgtune-pretrain-mitdb-cnn1d_residual-smoke"]
-        + [f"ecgtune-{s}-mitdb-cnn1d_residual-{p}-smoke" for s in ("scratch", "finetune") for p in ("100", "208")],
+        [_name("pretrain")] + [_name(s, p) for s in ("scratch", "finetune") for p in ("100", "208")],
+    ),
+    "mi_scratch": (
+        [], 4 * 2, [f"ecgtune-mi_beats-ptbxl-folds-scratch-{m}-smoke" for m in ("cnet", "seq2seq", "bilstm", "bigru")],
     ),
 }
 
@@ -42,11 +46,16 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
     assert len({c.data.tags["ecgtune.trial_id"] for c in children}) == n_trials  # one run per trial
     child = children[0]
     assert "train.lr" in child.data.params and "val_balanced_accuracy" in child.data.metrics
+    assert "val_f1_macro" in child.data.metrics
     assert any(a.path == "checkpoint" for a in client.list_artifacts(child.info.run_id))
 
     selected = [c for c in children if c.data.tags.get("ecgtune.selected") == "true"]
     assert len(selected) == len(models)  # test metrics logged once per unit, on the selected trial only
     assert all("test_balanced_accuracy" in c.data.metrics for c in selected)
+    # The selected model's confusion matrix on test, as an image and as counts.
+    for c in selected:
+        paths = {a.path for a in client.list_artifacts(c.info.run_id, "confusion_matrix")}
+        assert paths == {"confusion_matrix/test.png", "confusion_matrix/test.json"}
     assert not any("test_balanced_accuracy" in c.data.metrics for c in children if c not in selected)
 
     for name in models:
@@ -65,7 +74,7 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     assert main(["search", "--space", "quickstart", "--smoke-test", "--mlflow-uri", mlflow_uri,
                  "--data-dir", str(real_data_dir)]) == 0
     mlflow.set_tracking_uri(mlflow_uri)
-    model = mlflow.pytorch.load_model("models:/ecgtune-pretrain-mitdb-cnn1d_residual-smoke@champion")
+    model = mlflow.pytorch.load_model(f"models:/{_name('pretrain')}@champion")
     examples = get_dataset("mitdb", root=real_data_dir).prepare(
         mode="windows", labels="binary", records=["100", "208"])
     test = examples.subset(assign_split("per_patient", examples) == "test")
@@ -104,7 +113,7 @@ def test_interrupted_search_resumes_without_duplicating_trials_or_runs(real_data
     assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]  # the same parent run
     assert parents_after[0].info.status == "FINISHED"
     assert len(children_after) == 36  # the 18 finished trials of patient 208 were not run again
-    versions = client.search_model_versions("name='ecgtune-scratch-mitdb-cnn1d_residual-100-smoke'")
+    versions = client.search_model_versions(f"name='{_name('scratch', '100')}'")
     assert len(versions) == 1  # patient 100 was promoted once, before the crash, and not again
 
     assert main([*args, "--resume"]) == 2  # nothing left to resume: a clear error, not a new search

@@ -1,0 +1,1 @@
+"""Transforms of prepared examples: resampling of the training split (SMOTE)."""
