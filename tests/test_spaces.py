@@ -22,7 +22,23 @@ def test_every_shipped_space_loads_and_converts(name):
 
 
 def test_the_issue_spaces_exist():
-    assert {"pretrain_mitdb", "individuals_patients", "finetune_patients", "quickstart"} <= set(SHIPPED)
+    assert {"pretrain_mitdb", "individuals_patients", "finetune_patients", "quickstart",
+            "heartbeat_aami", "mi_scratch", "mi_transfer"} <= set(SHIPPED)
+
+
+def test_heartbeat_aami_searches_the_four_models_smote_lr_and_batch_size():
+    space = load_space("heartbeat_aami")
+    assert [m.name for m in space.models] == ["cnet", "seq2seq", "bilstm", "bigru"]
+    assert set(space.stages[0].domains()) == {"smote", "lr", "batch_size"}
+    assert space.stages[0].domains()["smote"].values == (False, True)
+    assert space.split == "random_beats" and space.metric == "val_f1_macro"
+
+
+def test_mi_transfer_names_its_source_and_replaces_the_head():
+    space = load_space("mi_transfer")
+    assert space.transfer.task == "aami_beats" and space.transfer.replace_head
+    # The same architectures as the source space, so that the features fit.
+    assert space.models == load_space("heartbeat_aami").models
 
 
 def test_finetune_patients_is_the_seed_grid():
@@ -64,6 +80,14 @@ def _valid() -> dict:
         (lambda d: d.pop("description"), "description", "missing"),
         (lambda d: d.update(patients=[]), "patients", "non-empty"),
         (lambda d: d["stages"][0]["params"].update(lr={"type": "float", "low": 0, "high": 1, "log": True}), "lr", "low > 0"),
+        (lambda d: d.pop("task"), "task", "missing"),
+        (lambda d: d.update(task="AAMI beats"), "task", "lower-case"),
+        (lambda d: d.update(models=[{"name": "cnet"}]), "model", "exactly one of model"),
+        (lambda d: (d.pop("model"), d.update(models=[{"name": "cnet"}, {"name": "cnet"}])), "models", "at most once"),
+        (lambda d: d.update(transfer={"task": "aami_beats", "dataset": "mitdb", "split": "random_beats"}),
+         "transfer", "finetune stage"),
+        (lambda d: d.update(transfer={"task": "aami_beats", "split": "random_beats"}), "transfer", "dataset"),
+        (lambda d: d.update(smoke_test={"epoch": 1}), "smoke_test.epoch", "one of"),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path, mutate, key, expected):
@@ -118,3 +142,20 @@ def test_split_option_replaces_the_protocol_and_rejects_unknown_ones():
     assert load_space("finetune_patients").with_split("chronological").split == "chronological"
     with pytest.raises(EcgtuneError, match="per_patient"):
         load_space("finetune_patients").with_split("by_moon_phase")
+
+
+def test_models_option_keeps_a_subset_and_refuses_unknown_models():
+    space = load_space("heartbeat_aami").with_models(["bigru", "cnet"])
+    assert [m.name for m in space.models] == ["bigru", "cnet"]
+    with pytest.raises(EcgtuneError, match="resnet.*cnet, seq2seq"):
+        load_space("heartbeat_aami").with_models(["resnet"])
+
+
+def test_budget_option_caps_epochs_and_samples_but_keeps_a_grid():
+    space = load_space("heartbeat_aami").with_budget(epochs=3, num_samples=1)
+    stage = space.stages[0]
+    assert stage.params["epochs"] == 3 and stage.search.num_samples == 1 and stage.search.grace_period == 3
+    grid = load_space("finetune_patients").with_budget(epochs=2).stage("scratch")
+    assert len(grid.domains()["lr"].values) == 3 and grid.params["epochs"] == 2
+    with pytest.raises(EcgtuneError, match="--epochs"):
+        load_space("quickstart").with_budget(epochs=0)

@@ -64,5 +64,8 @@ def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label
         else:
             cols = proba[:, present]
             cols = cols / cols.sum(axis=1, keepdims=True)
-            metrics["auroc"] = float(roc_auc_score(y, cols, multi_class="ovr", labels=present))
+            if len(present) == 2:  # sklearn takes two present classes as a binary problem: one score column
+                metrics["auroc"] = float(roc_auc_score(y == present[1], cols[:, 1]))
+            else:
+                metrics["auroc"] = float(roc_auc_score(y, cols, multi_class="ovr", labels=present))
     return {f"{prefix}_{k}": v for k, v in metrics.items()}

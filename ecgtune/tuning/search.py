@@ -163,6 +163,21 @@ def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str, own_v
     return promotion.champion_checkpoint(mlf, version)["model_state"]
 
 
+def check_transfer_sources(mlf, space: SearchSpace) -> None:
+    """Refuse a transfer search whose source champions are missing before anything starts."""
+    if space.transfer is None:
+        return
+    missing = [name for name in (source_name(space, m.name)[0] for m in space.models)
+               if promotion.current_champion(mlf, name) is None]
+    if missing:
+        t = space.transfer
+        raise EcgtuneError(
+            f"{space.path}: transfer starts from the champions of {missing}, which the MLflow registry "
+            f"({mlf.tracking_uri}) does not hold; run the search that trains them first (task {t.task} on "
+            f"{t.dataset}, split {t.split}, stage {t.stage}{', --smoke-test' if space.smoke_test else ''})"
+        )
+
+
 def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
     from ecgtune.tuning.artifacts import log_confusion_matrix
     from ecgtune.tuning.progress import TrialLines
@@ -230,6 +245,7 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
 
     data = prepare_data(space, data_dir)
     mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    check_transfer_sources(mlf, space)
     exp_id = tracking.experiment_id(mlf, space.experiment_name)
     if resume:
         state = SearchState.resume(space.experiment_name)

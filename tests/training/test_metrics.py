@@ -30,3 +30,24 @@ def test_single_class_has_nan_auroc_not_an_error():
 def test_probabilities_sum_to_one():
     p = probabilities(np.random.default_rng(0).normal(size=(5, 4)))
     assert np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_per_class_precision_recall_f1_are_named_by_class():
+    names = ("N", "S", "V")
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 0, 0, 1, 1, 0, 2, 2])
+    logits = np.eye(3)[pred] * 5.0
+    m = classification_metrics(logits, y, "test", names)
+    assert m["test_recall_N"] == pytest.approx(3 / 4) and m["test_precision_N"] == pytest.approx(3 / 4)
+    assert m["test_recall_S"] == pytest.approx(1 / 2) and m["test_precision_S"] == pytest.approx(1 / 2)
+    assert m["test_f1_V"] == 1.0
+    assert m["test_f1_macro"] == pytest.approx(np.mean([m[f"test_f1_{n}"] for n in names]))
+
+
+def test_per_class_figures_are_nan_where_undefined():
+    # No V in y: its recall and F1 are undefined; S never predicted: its PPV is undefined.
+    y = np.array([0, 0, 1])
+    logits = np.eye(3)[[0, 0, 0]]
+    m = classification_metrics(logits, y, "val", ("N", "S", "V"))
+    assert np.isnan(m["val_recall_V"]) and np.isnan(m["val_f1_V"]) and np.isnan(m["val_precision_S"])
+    assert m["val_recall_S"] == 0.0 and m["val_f1_S"] == 0.0
