@@ -24,6 +24,9 @@ SPACES = {  # space -> (extra CLI args, expected trials, expected registered mod
         ["--patients", "100,208"], 1 + 36 + 36,
         [_name("pretrain")] + [_name(s, p) for s in ("scratch", "finetune") for p in ("100", "208")],
     ),
+    "heartbeat_seed": (
+        ["--models", "cnet"], 1, ["ecgtune-aami_beats-mitdb-random_beats-scratch-cnet-smoke"],
+    ),
     "mi_scratch": (
         [], 4 * 2, [f"ecgtune-mi_beats-ptbxl-folds-scratch-{m}-smoke" for m in ("cnet", "seq2seq", "bilstm", "bigru")],
     ),
