@@ -72,14 +72,20 @@ def _per_patient(examples: Examples, seed: int) -> np.ndarray:
         in_record = np.flatnonzero(examples.records == record)
         # Time order, so the assignment does not depend on how rows were ordered.
         in_record = in_record[np.argsort(examples.positions[in_record], kind="stable")]
-        for label in np.unique(examples.y[in_record]):
-            members = rng.permutation(in_record[examples.y[in_record] == label])
-            n_test = _round_half_up(_TEST_FRACTION * len(members))  # 0 for a single example: train
-            n_val = _round_half_up(_VAL_FRACTION * (len(members) - n_test))
-            out[members[:n_test]] = "test"
-            out[members[n_test : n_test + n_val]] = "val"
-            out[members[n_test + n_val :]] = "train"
+        _deal_by_class(out, in_record, examples.y, rng, _TEST_FRACTION, _VAL_FRACTION)
     return out
+
+
+def _deal_by_class(out, candidates, y, rng, test_fraction: float, val_fraction: float) -> None:
+    """Per class of ``candidates`` (visited in their given order), a random ``test_fraction`` to test, then
+    ``val_fraction`` of the rest to val, the rest to train; a class of one example goes to train."""
+    for label in np.unique(y[candidates]):
+        members = rng.permutation(candidates[y[candidates] == label])
+        n_test = _round_half_up(test_fraction * len(members))
+        n_val = _round_half_up(val_fraction * (len(members) - n_test))
+        out[members[:n_test]] = "test"
+        out[members[n_test : n_test + n_val]] = "val"
+        out[members[n_test + n_val :]] = "train"
 
 
 def _chronological(examples: Examples, seed: int) -> np.ndarray:
@@ -125,13 +131,7 @@ def _random_beats(examples: Examples, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     # Row order must not matter: visit beats sorted by (record, position).
     order = np.lexsort((examples.positions, examples.records))
-    for label in np.unique(examples.y):
-        members = rng.permutation(order[examples.y[order] == label])
-        n_test = _round_half_up(_RANDOM_TEST_FRACTION * len(members))
-        n_val = _round_half_up(_RANDOM_VAL_FRACTION * (len(members) - n_test))
-        out[members[:n_test]] = "test"
-        out[members[n_test : n_test + n_val]] = "val"
-        out[members[n_test + n_val :]] = "train"
+    _deal_by_class(out, order, examples.y, rng, _RANDOM_TEST_FRACTION, _RANDOM_VAL_FRACTION)
     return out
 
 

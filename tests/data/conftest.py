@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -112,3 +116,30 @@ def fake_root(tmp_path: Path, make_record: Callable[..., Path]) -> Path:
     for name in ("100", "201", "202"):
         make_record(root / "mitdb", name, STANDARD_ANNOTATIONS, seconds=STANDARD_SECONDS)
     return root
+
+
+class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
+    requested: list[str]
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def do_GET(self):
+        self.requested.append(self.path.lstrip("/"))
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def serving(folder: Path):
+    """A real HTTP server on 127.0.0.1 serving ``folder``: yields (base_url, the paths requested so far)."""
+    requested: list[str] = []
+    handler = type("Handler", (_RecordingHandler,), {"requested": requested})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

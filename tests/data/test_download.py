@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,17 +11,7 @@ from ecgtune import paths
 from ecgtune.data import cache
 from ecgtune.data.mitdb import MitBih
 from ecgtune.errors import EcgtuneError
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requested: list[str]
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-    def do_GET(self):
-        self.requested.append(self.path.lstrip("/"))
-        super().do_GET()
+from tests.data.conftest import serving
 
 
 @pytest.fixture
@@ -33,17 +20,8 @@ def served(tmp_path, make_record, standard_annotations):
     folder = tmp_path / "server"
     for name in ("100", "202"):
         make_record(folder, name, standard_annotations, seconds=11)
-    requested: list[str] = []
-    handler = type("Handler", (_QuietHandler,), {"requested": requested})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", folder, requested
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(folder) as (url, requested):
+        yield url, folder, requested
 
 
 def _table(folder: Path) -> dict[str, str]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import functools
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ from ecgtune import paths
 from ecgtune.data import assign_split, cache, get_dataset, list_datasets
 from ecgtune.data.ptbxl import DUPLICATE_ECG_IDS, PtbXl
 from ecgtune.errors import EcgtuneError
+from tests.data.conftest import serving
 
 FS = 100
 N_SAMPLES = 1000  # 10 s, as every PTB-XL record
@@ -373,17 +371,6 @@ def test_unknown_split():
 # ---------------------------------------------------------------- download
 
 
-class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
-    requested: list[str]
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-    def do_GET(self):
-        self.requested.append(self.path.lstrip("/"))
-        super().do_GET()
-
-
 def write_checksum_list(folder: Path, skip: tuple[str, ...] = (), override: dict[str, str] | None = None) -> None:
     """SHA256SUMS.txt as PhysioNet writes it: "<sha256> <relative path>" for every file of the folder."""
     lines = []
@@ -399,17 +386,8 @@ def served(tmp_path, generated_ptbxl):
     """(base_url, the served ptbxl folder, requested paths): a generated release on 127.0.0.1."""
     folder = Path(shutil.copytree(generated_ptbxl, tmp_path / "server"))
     write_checksum_list(folder)
-    requested: list[str] = []
-    handler = type("Handler", (_RecordingHandler,), {"requested": requested})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", folder, requested
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(folder) as (url, requested):
+        yield url, folder, requested
 
 
 def _record_files(*ecg_ids: int) -> list[str]:
