@@ -9,7 +9,7 @@ form (bounds of ``int`` and ``float`` are both inclusive)::
     batch_size: {grid: [4, 16, 32]}
     weight_decay: 1.0e-4            # a fixed value
 
-See search_spaces/*.yaml for complete files and docs/search_spaces.md for every key.
+See search_spaces/*.yaml for complete files and README.md ("Search-space files") for every key.
 """
 
 from __future__ import annotations
