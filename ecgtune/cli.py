@@ -20,7 +20,7 @@ def cmd_search(args) -> int:
         space = space.with_split(args.split)
     if args.models:
         space = space.with_models([m.strip() for m in args.models.split(",") if m.strip()])
-    if args.epochs or args.num_samples:
+    if args.epochs is not None or args.num_samples is not None:
         space = space.with_budget(epochs=args.epochs, num_samples=args.num_samples)
     if args.smoke_test:
         space = space.shrunk(patients_given=bool(args.patients))

@@ -235,9 +235,9 @@ class SearchSpace:
                 raise EcgtuneError(f"{flag}: expected a positive integer, got {value!r}")
         stages = []
         for s in self.stages:
-            params = dict(s.params, epochs=min(max_epochs(s.params), epochs)) if epochs else s.params
-            search = dataclasses.replace(s.search, num_samples=num_samples) if num_samples else s.search
-            if epochs:
+            params = dict(s.params, epochs=min(max_epochs(s.params), epochs)) if epochs is not None else s.params
+            search = dataclasses.replace(s.search, num_samples=num_samples) if num_samples is not None else s.search
+            if epochs is not None:
                 search = dataclasses.replace(search, grace_period=min(search.grace_period, epochs))
             stages.append(dataclasses.replace(s, params=params, search=search))
         return dataclasses.replace(self, stages=tuple(stages))

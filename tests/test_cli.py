@@ -12,7 +12,8 @@ from ecgtune.cli import main
 def test_spaces_lists_names_and_descriptions(capsys):
     assert main(["spaces"]) == 0
     out = capsys.readouterr().out
-    for name in ("quickstart", "pretrain_mitdb", "individuals_patients", "finetune_patients"):
+    for name in ("quickstart", "pretrain_mitdb", "individuals_patients", "finetune_patients",
+                 "heartbeat_aami", "heartbeat_seed", "mi_scratch", "mi_transfer"):
         assert name in out
 
 
@@ -34,6 +35,19 @@ def test_malformed_space_file_exits_2_naming_file_and_key(tmp_path, capsys):
 def test_patients_on_a_space_without_per_patient_stage_exits_2(capsys):
     assert main(["search", "--space", "pretrain_mitdb", "--patients", "100"]) == 2
     assert "no stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--models", "resnet"], "not among the models of space 'heartbeat_aami'"),
+        (["--epochs", "0"], "--epochs: expected a positive integer"),
+        (["--split", "by_moon_phase"], "unknown split protocol 'by_moon_phase'"),
+    ],
+)
+def test_bad_budget_model_or_split_options_exit_2(extra, message, capsys):
+    assert main(["search", "--space", "heartbeat_aami", *extra]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_missing_data_exits_2_says_where_it_looked_and_starts_no_run(tmp_path, monkeypatch, capsys):
