@@ -27,37 +27,31 @@ def autocast(device: torch.device):
 
 
 def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None, scheduler_per_batch=None):
-    """One pass over ``split``; trains when ``stage == "train"``. Returns the metrics, prefixed by stage."""
-    training = stage == "train"
-    model.train(training)
+    """One pass over ``split``: trains when ``stage == "train"``, else scores it (val and test alike, through
+    ``predict``). Returns the metrics, prefixed by stage."""
+    if stage != "train":
+        logits = predict(model, split, batch_size=batch_size)
+        loss = loss_fn(torch.from_numpy(logits), split.y.cpu()).item() if len(split) else 0.0
+        return {f"{stage}_loss": loss, **classification_metrics(logits, split.y_numpy, stage, split.label_names)}
+    model.train(True)
     device = split.x.device
-    total_loss, seen, outputs = 0.0, 0, []
-    grad = torch.enable_grad() if training else torch.no_grad()
-    with grad:
-        for xb, yb in split.batches(batch_size, order):
-            with autocast(device):
-                logits = model(xb)
-                loss = loss_fn(logits.float(), yb)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                if scheduler_per_batch is not None:
-                    scheduler_per_batch.step()
-            else:
-                outputs.append(logits.float().cpu())
-            total_loss += loss.item() * len(yb)
-            seen += len(yb)
-    metrics = {f"{stage}_loss": total_loss / max(seen, 1)}
-    if not training:
-        logits = torch.cat(outputs).numpy() if outputs else np.zeros((0, 1), np.float32)
-        metrics.update(classification_metrics(logits, split.y_numpy, stage, split.label_names))
-    return metrics
+    total_loss, seen = 0.0, 0
+    for xb, yb in split.batches(batch_size, order):
+        with autocast(device):
+            loss = loss_fn(model(xb).float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler_per_batch is not None:
+            scheduler_per_batch.step()
+        total_loss += loss.item() * len(yb)
+        seen += len(yb)
+    return {f"{stage}_loss": total_loss / max(seen, 1)}
 
 
 @torch.no_grad()

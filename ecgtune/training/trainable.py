@@ -55,7 +55,7 @@ def training_split(examples, split_labels, patient, cfg: dict, device) -> Tensor
     return TensorSplit(x, y, examples.label_names, device)
 
 
-def train_fn(config: dict, examples=None, split_labels=None, init_state=None) -> None:
+def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -> None:
     """Train one configuration; report every epoch; checkpoint whenever validation improves.
 
     Args:
@@ -64,8 +64,10 @@ def train_fn(config: dict, examples=None, split_labels=None, init_state=None) ->
             ``metric`` and ``mode`` (the validation metric that decides "improved").
         examples: the prepared ``Examples`` of the whole dataset.
         split_labels: (N,) "train" / "val" / "test" / "" for each example.
-        init_state: pre-trained weights for ``finetune``; with ``config["replace_head"]`` their head
-            is dropped and the model's own (sized for this task) is trained from scratch.
+        init_states: for ``finetune``, the pre-trained weights of each model of the stage, by model name
+            (one mapping, so that the stage's trials share one copy of the examples in the object store);
+            with ``config["replace_head"]`` their head is dropped and the model's own (sized for this
+            task) is trained from scratch.
     """
     from ray import tune
 
@@ -84,8 +86,9 @@ def train_fn(config: dict, examples=None, split_labels=None, init_state=None) ->
     spec = model_spec(config, examples)
     model = build_model(spec)
     if stage == "finetune":
+        init_state = (init_states or {}).get(spec["name"])
         if init_state is None:
-            raise ValueError("stage finetune needs the pre-trained weights (init_state)")
+            raise ValueError(f"stage finetune needs the pre-trained weights of {spec['name']} (init_states)")
         load_pretrained(model, init_state, replace_head=config.get("replace_head", False))
         if cfg["freeze_features"]:
             freeze_features(model)

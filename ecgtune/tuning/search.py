@@ -261,24 +261,30 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
     try:
         init_ray(address)
         resources = trial_resources(space)
-        trainables: dict[tuple[str, str], object] = {}
+        trainables: dict[str, object] = {}
         for stage, model, patient in units_in_order(space):
             key = unit_key(stage.stage, model.name, patient)
             if key in state.finished:
                 continue
-            if (stage.stage, model.name) not in trainables:
-                own = state.finished.get(unit_key("pretrain", model.name, None), {}).get("version")
-                init_state = (
-                    pretrained_weights(mlf, space, model.name, data.key, own) if stage.stage == "finetune" else None
-                )
-                trainables[stage.stage, model.name] = tune.with_resources(
+            if stage.stage not in trainables:
+                # One trainable per stage: the examples go into the object store once, whatever the number
+                # of models; fine-tuning gets every model's starting weights (whole-dataset stages, the
+                # pre-training included, have all finished by the time a per-patient stage starts).
+                init_states = {
+                    m.name: pretrained_weights(
+                        mlf, space, m.name, data.key,
+                        state.finished.get(unit_key("pretrain", m.name, None), {}).get("version"),
+                    )
+                    for m in space.models
+                } if stage.stage == "finetune" else None
+                trainables[stage.stage] = tune.with_resources(
                     tune.with_parameters(
-                        train_fn, examples=data.examples, split_labels=data.split_labels, init_state=init_state
+                        train_fn, examples=data.examples, split_labels=data.split_labels, init_states=init_states
                     ),
                     resources,
                 )
             summary = run_unit(
-                trainables[stage.stage, model.name], space, stage, model, patient, data,
+                trainables[stage.stage], space, stage, model, patient, data,
                 mlf=mlf, exp_id=exp_id, state=state, resume=resume,
             )
             state.mark_unit(key, dataclasses.asdict(summary))

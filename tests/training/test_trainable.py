@@ -21,10 +21,10 @@ def _config(stage="pretrain", patient=None, **train):
     }
 
 
-def _fit(tmp_path, config, init_state=None):
+def _fit(tmp_path, config, init_states=None):
     examples = synthetic_examples()
     labels = assign_split("per_patient", examples)
-    trainable = tune.with_parameters(train_fn, examples=examples, split_labels=labels, init_state=init_state)
+    trainable = tune.with_parameters(train_fn, examples=examples, split_labels=labels, init_states=init_states)
     tuner = tune.Tuner(
         trainable, param_space=config,
         run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="t", verbose=0),
@@ -51,7 +51,7 @@ def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_loca
     from ecgtune.models import create_model
 
     pretrained = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).state_dict()
-    result = _fit(tmp_path, _config("finetune", "100", freeze_features=True, epochs=2), init_state=pretrained)
+    result = _fit(tmp_path, _config("finetune", "100", freeze_features=True, epochs=2), init_states={"cnn1d_residual": pretrained})
     with result.checkpoint.as_directory() as d:
         state = load_state(d)["model_state"]
     features = [k for k in pretrained if not k.startswith("head.")]
