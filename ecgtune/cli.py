@@ -27,7 +27,8 @@ def cmd_search(args) -> int:
     from ecgtune.tuning.search import run_search
 
     summaries = run_search(
-        space, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir, resume=args.resume
+        space, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir,
+        storage_path=args.storage_path, resume=args.resume,
     )
     print(format_summary(summaries, space.metric))
     return 0
@@ -69,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help=cmd_search.__doc__, description=cmd_search.__doc__)
     search.add_argument("--space", required=True, help="a name from `ecgtune spaces`, or a path to a YAML file")
-    search.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
+    search.add_argument("--address", help="a running Ray cluster (auto, or host:6379 of its head); default: start a local Ray")
     search.add_argument("--mlflow-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or a SQLite file in ~/.ecgtune")
+    search.add_argument(
+        "--storage-path",
+        help="where Ray keeps checkpoints: a path or s3://... every node reaches; "
+        "default: ECGTUNE_STORAGE_PATH or ~/.ecgtune/ray_results",
+    )
     search.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR or ~/.ecgtune/data")
     search.add_argument("--patients", help="comma-separated records for per-patient stages, e.g. 100,208")
     search.add_argument("--split", help="another split protocol than the space's (e.g. inter_patient, chronological)")

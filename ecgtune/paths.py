@@ -28,3 +28,27 @@ def cache_dir() -> Path:
 def lock_dir() -> Path:
     """File locks for download/prepare; outside the data root for the same reason."""
     return ecgtune_home() / "locks"
+
+
+def storage_root(explicit: str | None = None) -> str:
+    """Where Ray Tune keeps trial checkpoints and experiment state: `--storage-path`, else
+    ECGTUNE_STORAGE_PATH, else <home>/ray_results.
+
+    On a cluster of more than one machine this must be a place every node reaches, an object-store URI
+    (s3://bucket/prefix, gs://...) or a shared mount: Ray stopped syncing checkpoints to the head in 2.7.
+    """
+    chosen = explicit or os.environ.get("ECGTUNE_STORAGE_PATH")
+    if chosen and is_uri(chosen):
+        return chosen.rstrip("/")
+    return str(Path(chosen or ecgtune_home() / "ray_results").expanduser().resolve())
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def join_storage(root: str, *parts: str) -> str:
+    """A folder under a storage root, local path or URI alike (pathlib would fold s3:// into s3:/)."""
+    if is_uri(root):
+        return "/".join([root.rstrip("/"), *parts])
+    return str(Path(root, *parts))

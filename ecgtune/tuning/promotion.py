@@ -8,6 +8,7 @@ on the search's validation metric.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,11 @@ def registered_name(
 
 
 def git_revision() -> str:
-    """The commit of the ecgtune checkout that ran the search ("unknown" for an installed wheel)."""
+    """The commit of the ecgtune checkout that ran the search; in the node image, which has no .git, the
+    one it was built from (ECGTUNE_GIT_REVISION); "unknown" for any other installed wheel."""
+    built_from = os.environ.get("ECGTUNE_GIT_REVISION")
+    if built_from and built_from != "unknown":
+        return built_from
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,

@@ -32,6 +32,11 @@ class UnitSummary:
     champion: bool
 
 
+# On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
+# last checkpoint; on the local Ray a failing trial is a bug, reported at once.
+CLUSTER_TRIAL_RETRIES = 3
+
+
 def unit_key(stage: str, model: str, patient: str | None) -> str:
     return "-".join([stage, model] + ([patient] if patient else []))
 
@@ -67,7 +72,7 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     return PreparedData(examples, labels, key)
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, tracking_uri: str) -> None:
     import os
 
     import ray
@@ -80,10 +85,33 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
+    # Trials see the driver's tracking server (for code of theirs that logs to MLflow, as a Tune user
+    # expects); ecgtune's own trial runs are written by the driver, so no credentials travel with it.
+    runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def cluster_notes(address: str | None, tracking_uri: str, storage_path: str) -> list[str]:
+    """What a search on a cluster should be told about places only this machine reaches."""
+    from ecgtune.paths import is_uri
+
+    if not address:
+        return []
+    notes = []
+    if not is_uri(storage_path):
+        notes.append(
+            f"Ray results and checkpoints go to {storage_path}: every node of the cluster must reach it "
+            "(a shared mount), else use --storage-path s3://... (or ECGTUNE_STORAGE_PATH)"
+        )
+    if tracking_uri.startswith("sqlite:"):
+        notes.append(
+            f"MLflow runs go to {tracking_uri} on this machine only; give --mlflow-uri http://<server> "
+            "(or MLFLOW_TRACKING_URI) to keep them beyond this cluster"
+        )
+    return notes
 
 
 def trial_resources(space: SearchSpace) -> dict:
@@ -178,7 +206,7 @@ def check_transfer_sources(mlf, space: SearchSpace) -> None:
         )
 
 
-def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume) -> UnitSummary:
+def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume, max_failures=0) -> UnitSummary:
     from ecgtune.tuning.artifacts import log_confusion_matrix
     from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.selection import evaluate_test, select_best
@@ -192,7 +220,7 @@ def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data
     tuner = restore_or_build(
         trainable, resume=resume, storage_path=state.storage_path, name=key,
         space=space, stage=stage, model=model, patient=patient, epochs=max_epochs(stage.params),
-        callbacks=[callback, TrialLines(key, space.metric)],
+        callbacks=[callback, TrialLines(key, space.metric)], max_failures=max_failures,
     )
     best = select_best(tuner.fit(), space.metric, space.mode)
     evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
@@ -237,7 +265,7 @@ def units_in_order(space: SearchSpace) -> list[tuple[StageSpec, ModelSpec, str |
     return whole + per_patient
 
 
-def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, resume=False, echo=print) -> list[UnitSummary]:
+def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, storage_path=None, resume=False, echo=print) -> list[UnitSummary]:
     """Run every unit of ``space``; return the summaries of all its units (in the order they ran)."""
     from ray import tune
 
@@ -254,12 +282,14 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
                 f"--resume: the interrupted search ran patients {state.patients}, not {list(space.patients)}"
             )
     else:
-        state = SearchState.new(space.experiment_name, str(space.path), list(space.patients))
+        state = SearchState.new(space.experiment_name, str(space.path), list(space.patients), storage_path)
     state.parent_run_id = open_parent_run(mlf, exp_id, state, space)
     state.save()
     echo(f"search {space.experiment_name} ({state.invocation}): MLflow {mlf.tracking_uri}, parent run {state.parent_run_id}")
+    for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
+        echo(f"note: {note}")
     try:
-        init_ray(address)
+        init_ray(address, mlf.tracking_uri)
         resources = trial_resources(space)
         trainables: dict[str, object] = {}
         for stage, model, patient in units_in_order(space):
@@ -286,6 +316,7 @@ def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=No
             summary = run_unit(
                 trainables[stage.stage], space, stage, model, patient, data,
                 mlf=mlf, exp_id=exp_id, state=state, resume=resume,
+                max_failures=CLUSTER_TRIAL_RETRIES if address else 0,
             )
             state.mark_unit(key, dataclasses.asdict(summary))
             echo(

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.paths import ecgtune_home
+from ecgtune.paths import ecgtune_home, join_storage, storage_root
 
 
 def state_path(experiment: str) -> Path:
@@ -33,10 +33,11 @@ class SearchState:
     status: str = "running"
 
     @classmethod
-    def new(cls, experiment: str, space_file: str, patients: list[str]) -> "SearchState":
+    def new(cls, experiment: str, space_file: str, patients: list[str], storage: str | None = None) -> "SearchState":
+        """A new invocation; its Ray results go under ``storage`` (see `ecgtune.paths.storage_root`)."""
         invocation = time.strftime("%Y%m%d-%H%M%S")
-        storage = ecgtune_home() / "ray_results" / experiment / invocation
-        return cls(experiment, invocation, str(storage), space_file, list(patients))
+        path = join_storage(storage_root(storage), experiment, invocation)
+        return cls(experiment, invocation, path, space_file, list(patients))
 
     @classmethod
     def resume(cls, experiment: str) -> "SearchState":

@@ -21,6 +21,8 @@ PARENT_TAG = "mlflow.parentRunId"
 # What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
 LOGGED_PREFIXES = ("train_", "val_")
 LOGGED_KEYS = ("lr", "best_metric")
+# Where a trial ran, from the fields Tune adds to every result: on a cluster, which node trained it.
+LOCATION_TAGS = {"node_ip": "ray.node_ip", "hostname": "ray.hostname"}
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -142,12 +144,14 @@ class MLflowTrialRuns(Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
-        self.mlflow.log_batch(self.run_id(trial), metrics=metrics)
+        # Tagged at every result: cheap, and a trial restored after a node failure may go on elsewhere.
+        tags = [RunTag(tag, str(result[key])) for key, tag in LOCATION_TAGS.items() if key in result]
+        self.mlflow.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ray import tune
 
+from ecgtune.paths import join_storage
 from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec, to_param_space
 
 
@@ -44,7 +43,7 @@ def scheduler(space: SearchSpace, stage: StageSpec, epochs: int):
     return None
 
 
-def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None, *, storage_path: str, name: str, callbacks: list, epochs: int) -> tune.Tuner:
+def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None, *, storage_path: str, name: str, callbacks: list, epochs: int, max_failures: int = 0) -> tune.Tuner:
     return tune.Tuner(
         trainable,
         param_space=param_space(space, stage, model, patient),
@@ -64,6 +63,8 @@ def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpe
             callbacks=callbacks,
             # Trials checkpoint only when validation improves; the latest is the best.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # A trial whose node went away (a reclaimed spot instance) restarts from its checkpoint.
+            failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=0,
         ),
     )
@@ -71,7 +72,7 @@ def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpe
 
 def restore_or_build(trainable, *, resume: bool, storage_path: str, name: str, **kw) -> tune.Tuner:
     """Continue an interrupted unit where Ray left it (finished trials are not rerun), else start it."""
-    path = str(Path(storage_path) / name)
+    path = join_storage(storage_path, name)
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
     return build_tuner(trainable, storage_path=storage_path, name=name, **kw)

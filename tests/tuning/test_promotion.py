@@ -128,3 +128,14 @@ def test_finetuning_falls_back_to_this_searchs_own_pretraining(registry, tmp_pat
     assert not own.champion
     weights = pretrained_weights(client, space, "cnn1d_residual", data_key="study-data", own_version=own.version)
     assert all(torch.equal(weights[k], v) for k, v in own_model.state_dict().items())
+
+
+def test_git_revision_is_the_checkout_or_the_one_an_image_was_built_from(monkeypatch):
+    import re
+
+    from ecgtune.tuning.promotion import git_revision
+
+    monkeypatch.delenv("ECGTUNE_GIT_REVISION", raising=False)
+    assert re.fullmatch(r"[0-9a-f]{40}", git_revision())  # this checkout
+    monkeypatch.setenv("ECGTUNE_GIT_REVISION", "0123abc")
+    assert git_revision() == "0123abc"  # the node image has no .git
