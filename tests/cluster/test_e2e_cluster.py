@@ -155,6 +155,14 @@ def test_quickstart_search_on_a_cluster_started_by_ray_up(real_data_dir):
                 assert dashboard_status("/api/jobs/", "not-the-token") in (401, 403)
                 assert dashboard_status("/api/jobs/", token) == 200
 
+                # A job client with the token submits as the README does; the job's driver, on the
+                # head, connects with --address auto under token auth.
+                probe = "import ray; ray.init(address='auto'); print('alive nodes', len(ray.nodes()))"
+                job = lc.ray_cli("job", "submit", "--address", "http://127.0.0.1:8265", "--",
+                                 "python", "-c", probe, env={**client_env, "RAY_AUTH_MODE": "token"},
+                                 cwd=REPO, log=log, timeout=300)
+                assert job.returncode == 0 and "alive nodes 1" in log.read_text(), log.read_text()[-4000:]
+
                 server.wait_ready()
                 storage = root / "shared" / "ray_results"
                 driver_env = {
