@@ -136,10 +136,14 @@ class SshServer:
             PRIVSEP_DIR.mkdir(mode=0o755)
             self.made_privsep_dir = True
         log = self.root / "sshd.log"
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("wb"),
-                                     stderr=subprocess.STDOUT, env={**os.environ, **self.env})
-        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() or True,
-                 "sshd", 20, self.proc, log)
+        try:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("wb"),
+                                         stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+            wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() or True,
+                     "sshd", 20, self.proc, log)
+        except BaseException:
+            self.__exit__(None, None, None)  # a `with` does not call __exit__ when __enter__ fails
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
