@@ -1,13 +1,15 @@
 """The model registry: a dict, a decorator that refuses duplicates, and a builder that fails loudly.
 
-Every builder has the same keyword-only contract:
-``builder(*, in_channels, num_classes, input_length, **hparams) -> nn.Module``.
+Every builder (a function or the model class itself) has the same keyword-only contract:
+``builder(*, in_channels, num_classes, input_length, **hparams) -> nn.Module``; its defaults document the
+published settings and give each hyperparameter its type.
 A model with ``num_classes == 2`` has a single logit (sigmoid / BCE); otherwise one logit per class.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Callable
 
 from ecgtune.errors import EcgtuneError
@@ -36,12 +38,33 @@ def create_model(name: str, *, in_channels: int, num_classes: int, input_length:
     """Build the registered model ``name``; unknown names raise with the list of known ones."""
     if name not in _MODELS:
         raise EcgtuneError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    builder = _MODELS[name]
     try:
-        return _MODELS[name](
-            in_channels=in_channels, num_classes=num_classes, input_length=input_length, **hparams
+        return builder(
+            in_channels=in_channels, num_classes=num_classes, input_length=input_length,
+            **typed_like_defaults(builder, hparams),
         )
     except TypeError as exc:  # an unknown hyperparameter name: say which model refused it
         raise EcgtuneError(f"model {name!r} does not accept these hyperparameters {sorted(hparams)}: {exc}") from exc
+
+
+def typed_like_defaults(builder: Callable, hparams: dict) -> dict:
+    """Each hyperparameter cast to the type of the builder's default for it: Tune's quantised domains
+    and YAML hand integers over as floats (32.0 channels), and a layer size must be an int."""
+    defaults = {
+        name: param.default for name, param in inspect.signature(builder).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+    out = {}
+    for key, value in hparams.items():
+        default = defaults.get(key)
+        if isinstance(default, bool) or default is None or isinstance(value, bool):
+            out[key] = value  # bool("false") is True: flags are passed through as they are
+        elif isinstance(default, (int, float)):
+            out[key] = type(default)(value)
+        else:
+            out[key] = value
+    return out
 
 
 def output_units(num_classes: int) -> int:

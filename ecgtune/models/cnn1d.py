@@ -31,8 +31,11 @@ class ResidualBlock(nn.Module):
         return self.pool(torch.relu(out + x))
 
 
+@register_model("cnn1d_residual")
 class ResidualCNN1d(nn.Module):
-    def __init__(self, *, in_channels, num_classes, input_length, num_blocks, block_channels, kernel_size):
+    """The seed's residual 1D CNN; the defaults are the published settings."""
+
+    def __init__(self, *, in_channels, num_classes, input_length, num_blocks=4, block_channels=32, kernel_size=5):
         super().__init__()
         # No bias in the stem: the seed's count of 67,169 parameters depends on it.
         self.stem = nn.Conv1d(in_channels, block_channels, kernel_size=1, bias=False)
@@ -59,18 +62,3 @@ class ResidualCNN1d(nn.Module):
     def feature_parameters(self):
         """Everything but the head: what fine-tuning may freeze."""
         return [p for name, p in self.named_parameters() if not name.startswith("head.")]
-
-
-@register_model("cnn1d_residual")
-def cnn1d_residual(
-    *, in_channels, num_classes, input_length, num_blocks=4, block_channels=32, kernel_size=5
-) -> ResidualCNN1d:
-    """The seed's residual 1D CNN; defaults are the published settings."""
-    return ResidualCNN1d(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_length=input_length,
-        num_blocks=int(num_blocks),
-        block_channels=int(block_channels),
-        kernel_size=int(kernel_size),
-    )

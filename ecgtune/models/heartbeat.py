@@ -65,11 +65,14 @@ def pooled_length(input_length: int, num_blocks: int) -> int:
     return length
 
 
+@register_model("cnet")
 class CNet(HeadedClassifier):
-    """A stem convolution, ``num_blocks`` residual blocks, a dense layer, and the two-layer head."""
+    """Kachuee et al.'s residual CNN: a stem convolution, ``num_blocks`` residual blocks, a dense layer,
+    and the two-layer head. The defaults are the paper's."""
 
     def __init__(
-        self, *, in_channels, num_classes, input_length, filters, kernel_size, num_blocks, fc_units, dropout
+        self, *, in_channels, num_classes, input_length, filters=32, kernel_size=5, num_blocks=5, fc_units=32,
+        dropout=0.0,
     ):
         super().__init__()
         if kernel_size % 2 == 0:
@@ -93,31 +96,6 @@ class CNet(HeadedClassifier):
         return self.head(self.dropout(torch.relu(self.dense(features))))
 
 
-@register_model("cnet")
-def cnet(
-    *,
-    in_channels,
-    num_classes,
-    input_length,
-    filters=32,
-    kernel_size=5,
-    num_blocks=5,
-    fc_units=32,
-    dropout=0.0,
-) -> CNet:
-    """Kachuee et al.'s residual CNN; defaults are the paper's."""
-    return CNet(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_length=input_length,
-        filters=int(filters),
-        kernel_size=int(kernel_size),
-        num_blocks=int(num_blocks),
-        fc_units=int(fc_units),
-        dropout=float(dropout),
-    )
-
-
 # ----------------------------------------------------------------------------------- bilstm / bigru
 
 
@@ -134,26 +112,19 @@ def frames(x: torch.Tensor, frame_size: int) -> torch.Tensor:
 
 
 class BiRNNClassifier(HeadedClassifier):
-    """A bidirectional LSTM or GRU over frames of the beat; ``cell`` is ``nn.LSTM`` or ``nn.GRU``."""
+    """A bidirectional recurrent network over frames of the beat; subclasses name the ``cell``."""
+
+    cell: type[nn.Module]
 
     def __init__(
-        self,
-        cell,
-        *,
-        in_channels,
-        num_classes,
-        input_length,
-        hidden,
-        num_layers,
-        frame_size,
-        fc_units,
-        dropout,
+        self, *, in_channels, num_classes, input_length, hidden=64, num_layers=1, frame_size=1, fc_units=32,
+        dropout=0.0,
     ):
         super().__init__()
         if not 1 <= frame_size <= input_length:
             raise ValueError(f"frame_size={frame_size} must be between 1 and input_length={input_length}")
         self.frame_size = frame_size
-        self.rnn = cell(
+        self.rnn = self.cell(
             input_size=in_channels * frame_size,
             hidden_size=hidden,
             num_layers=num_layers,
@@ -174,73 +145,31 @@ class BiRNNClassifier(HeadedClassifier):
         return self.head(self.dropout(torch.relu(self.dense(summary))))
 
 
-def _birnn(cell, *, hidden, num_layers, frame_size, fc_units, dropout, **shape) -> BiRNNClassifier:
-    """Shared by ``bilstm`` and ``bigru``; ``shape`` is in_channels, num_classes and input_length."""
-    # Tune may hand integers over as floats.
-    return BiRNNClassifier(
-        cell,
-        hidden=int(hidden),
-        num_layers=int(num_layers),
-        frame_size=int(frame_size),
-        fc_units=int(fc_units),
-        dropout=float(dropout),
-        **shape,
-    )
-
-
 @register_model("bilstm")
-def bilstm(
-    *, in_channels, num_classes, input_length, hidden=64, num_layers=1, frame_size=1, fc_units=32, dropout=0.0
-) -> BiRNNClassifier:
+class BiLSTMClassifier(BiRNNClassifier):
     """Bidirectional LSTM over the beat."""
-    return _birnn(
-        nn.LSTM,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_length=input_length,
-        hidden=hidden,
-        num_layers=num_layers,
-        frame_size=frame_size,
-        fc_units=fc_units,
-        dropout=dropout,
-    )
+
+    cell = nn.LSTM
 
 
 @register_model("bigru")
-def bigru(
-    *, in_channels, num_classes, input_length, hidden=64, num_layers=1, frame_size=1, fc_units=32, dropout=0.0
-) -> BiRNNClassifier:
+class BiGRUClassifier(BiRNNClassifier):
     """Bidirectional GRU over the beat."""
-    return _birnn(
-        nn.GRU,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_length=input_length,
-        hidden=hidden,
-        num_layers=num_layers,
-        frame_size=frame_size,
-        fc_units=fc_units,
-        dropout=dropout,
-    )
+
+    cell = nn.GRU
 
 
 # ------------------------------------------------------------------------------------------ seq2seq
 
 
+@register_model("seq2seq")
 class Seq2SeqClassifier(HeadedClassifier):
-    """A conv + BiLSTM encoder; an LSTM decoder attending over its outputs for a fixed number of steps."""
+    """Mousavi & Afghah's attention seq2seq, reduced to one label per beat: a conv + BiLSTM encoder, and
+    an LSTM decoder attending over its outputs for a fixed number of steps."""
 
     def __init__(
-        self,
-        *,
-        in_channels,
-        num_classes,
-        input_length,
-        conv_filters,
-        hidden,
-        decoder_steps,
-        fc_units,
-        dropout,
+        self, *, in_channels, num_classes, input_length, conv_filters=32, hidden=64, decoder_steps=3,
+        fc_units=32, dropout=0.0,
     ):
         super().__init__()
         if input_length // 2 // 2 < 1:
@@ -281,28 +210,3 @@ class Seq2SeqClassifier(HeadedClassifier):
             context = self.attend(hidden, encoded)
         summary = torch.cat([hidden, context], dim=1)
         return self.head(self.dropout(torch.relu(self.dense(summary))))
-
-
-@register_model("seq2seq")
-def seq2seq(
-    *,
-    in_channels,
-    num_classes,
-    input_length,
-    conv_filters=32,
-    hidden=64,
-    decoder_steps=3,
-    fc_units=32,
-    dropout=0.0,
-) -> Seq2SeqClassifier:
-    """Mousavi & Afghah's attention seq2seq, reduced to one label per beat."""
-    return Seq2SeqClassifier(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_length=input_length,
-        conv_filters=int(conv_filters),
-        hidden=int(hidden),
-        decoder_steps=int(decoder_steps),
-        fc_units=int(fc_units),
-        dropout=float(dropout),
-    )

@@ -31,6 +31,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def accepts_connections(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 def wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,8 +144,7 @@ class SshServer:
         try:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("wb"),
                                          stderr=subprocess.STDOUT, env={**os.environ, **self.env})
-            wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() or True,
-                     "sshd", 20, self.proc, log)
+            wait_for(lambda: accepts_connections(self.port), "sshd", 20, self.proc, log)
         except BaseException:
             self.__exit__(None, None, None)  # a `with` does not call __exit__ when __enter__ fails
             raise

@@ -62,3 +62,15 @@ def test_too_short_input_is_refused():
 def test_list_models_pattern():
     assert list_models("cnn1d_*") == ["cnn1d_residual"]
     assert list_models("nothing*") == []
+
+
+def test_hyperparameters_take_the_type_of_the_builders_default():
+    """Tune's quantised domains hand integers over as floats; the registry casts them once for every model."""
+    from ecgtune.models._registry import typed_like_defaults
+    from ecgtune.models.heartbeat import CNet
+
+    model = create_model("cnet", in_channels=1, num_classes=5, input_length=187, filters=8.0, dropout=0)
+    assert model.stem.out_channels == 8 and isinstance(model.dropout.p, float)
+    assert typed_like_defaults(CNet, {"filters": 16.0, "dropout": 1, "unknown": "x"}) == {
+        "filters": 16, "dropout": 1.0, "unknown": "x"}
+    assert typed_like_defaults(CNet, {"filters": True}) == {"filters": True}  # a flag is never re-typed
