@@ -9,29 +9,38 @@ from ecgtune.errors import EcgtuneError
 
 
 def cmd_search(args) -> int:
-    """Run a named search space on a Ray cluster (local Ray by default), tracked in MLflow."""
+    """Run named search spaces on a Ray cluster (local Ray by default), tracked in MLflow: every unit of
+    every space in one schedule."""
     from ecgtune.report import format_summary
-    from ecgtune.spaces import load_space
+    from ecgtune.spaces import load_search, shape_search
+    from ecgtune.tuning.resources import parse_resources
 
-    space = load_space(args.space)
-    if args.patients:
-        space = space.with_patients([p.strip() for p in args.patients.split(",") if p.strip()])
-    if args.split:
-        space = space.with_split(args.split)
-    if args.models:
-        space = space.with_models([m.strip() for m in args.models.split(",") if m.strip()])
-    if args.epochs is not None or args.num_samples is not None:
-        space = space.with_budget(epochs=args.epochs, num_samples=args.num_samples)
-    if args.smoke_test:
-        space = space.shrunk(patients_given=bool(args.patients))
+    spaces, suite = load_search(args.space)
+    spaces = shape_search(
+        spaces, patients=_csv(args.patients, "--patients"), split=args.split, models=_csv(args.models, "--models"),
+        epochs=args.epochs, num_samples=args.num_samples, smoke_test=args.smoke_test,
+    )
+    resources = parse_resources(args.resources)
     from ecgtune.tuning.search import run_search
 
     summaries = run_search(
-        space, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir,
-        storage_path=args.storage_path, resume=args.resume,
+        spaces, suite=suite, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir,
+        storage_path=args.storage_path, shared_storage=args.shared_storage, resources=resources, resume=args.resume,
     )
-    print(format_summary(summaries, space.metric))
+    for space in spaces:
+        if len(spaces) > 1:
+            print(f"\n== {space.experiment_name}")
+        print(format_summary([s for s in summaries if s.space == space.experiment_name], space.metric))
     return 0
+
+
+def _csv(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise EcgtuneError(f"{flag}: expected a comma-separated list of names, got {text!r}")
+    return items
 
 
 def cmd_spaces(args) -> int:
@@ -69,8 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help=cmd_search.__doc__, description=cmd_search.__doc__)
-    search.add_argument("--space", required=True, help="a name from `ecgtune spaces`, or a path to a YAML file")
+    search.add_argument(
+        "--space", required=True, action="append",
+        help="a name from `ecgtune spaces` (a space or a suite such as all_pairs), or a path to a YAML file; "
+        "repeat it to run several spaces in one schedule",
+    )
     search.add_argument("--address", help="a running Ray cluster (auto, or host:6379 of its head); default: start a local Ray")
+    search.add_argument(
+        "--resources", metavar="cpu=N,gpu=M",
+        help="what each trial asks for, instead of the spaces' own (e.g. gpu=0 on a cluster without GPUs)",
+    )
+    search.add_argument(
+        "--shared-storage", action="store_true",
+        help="the --storage-path folder is mounted on every node of the cluster (NFS and the like)",
+    )
     search.add_argument("--mlflow-uri", help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or a SQLite file in ~/.ecgtune")
     search.add_argument(
         "--storage-path",
@@ -100,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -107,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     except EcgtuneError as exc:
         print(f"ecgtune: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"ecgtune: interrupted{detail}; a search that had started goes on with --resume", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

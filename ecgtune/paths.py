@@ -52,3 +52,31 @@ def join_storage(root: str, *parts: str) -> str:
     if is_uri(root):
         return "/".join([root.rstrip("/"), *parts])
     return str(Path(root, *parts))
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Write a file at a local path or an object-store URI (through pyarrow, as Ray's own storage does)."""
+    if not is_uri(location):
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # a reader never sees half a file
+        return
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def read_bytes(location: str) -> bytes:
+    """Read a file written by `write_bytes`, from whichever node."""
+    if not is_uri(location):
+        return Path(location).read_bytes()
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(location)
+    with fs.open_input_stream(path) as f:
+        return f.readall()

@@ -132,6 +132,22 @@ class SearchSpec:
     scheduler: str = "none"
     grace_period: int = 1  # ASHA: epochs before a trial may be stopped
     reduction_factor: int = 2  # ASHA
+    n_startup_trials: int | None = None  # Optuna: random trials before TPE models the finished ones
+    max_concurrent: int | None = None  # trials of one unit in flight at once
+
+    @property
+    def startup_trials(self) -> int:
+        """Optuna's random start: a third of the trials, at least 2 (Optuna's own default of 10 would
+        leave every trial of a small search random)."""
+        return self.n_startup_trials or max(2, self.num_samples // 3)
+
+    @property
+    def concurrency(self) -> int | None:
+        """At most this many trials of the unit at once: TPE's startup trials run together, later ones
+        wait for results to learn from (other units fill the cluster meanwhile); grids are unlimited."""
+        if self.max_concurrent:
+            return self.max_concurrent
+        return self.startup_trials if self.algorithm == "optuna" else None
 
 
 @dataclass(frozen=True)
@@ -287,8 +303,10 @@ def _parse_search(raw: Any, where: str, section: str, base: SearchSpec) -> Searc
         raise _fail(where, f"{section}.algorithm", f"one of {list(ALGORITHMS)}", spec.algorithm)
     if spec.scheduler not in SCHEDULERS:
         raise _fail(where, f"{section}.scheduler", f"one of {list(SCHEDULERS)}", spec.scheduler)
-    for key in ("num_samples", "grace_period", "reduction_factor"):
+    for key in ("num_samples", "grace_period", "reduction_factor", "n_startup_trials", "max_concurrent"):
         value = getattr(spec, key)
+        if value is None and key in ("n_startup_trials", "max_concurrent"):
+            continue  # derived from num_samples and the algorithm
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(where, f"{section}.{key}", "a positive integer", value)
     return spec
@@ -498,17 +516,49 @@ def resolve_space_path(name_or_path: str) -> Path:
     )
 
 
-def load_space(name_or_path: str) -> SearchSpace:
-    """Read, parse and validate a search-space file."""
+def _read_yaml(path: Path) -> Any:
     import yaml
 
-    path = resolve_space_path(name_or_path)
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except yaml.YAMLError as exc:
         raise EcgtuneError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """Read, parse and validate a search-space file."""
+    path = resolve_space_path(name_or_path)
+    raw = _read_yaml(path)
+    if isinstance(raw, dict) and "suite" in raw:
+        raise EcgtuneError(f"{path}: a suite of spaces, not a space; run it with `ecgtune search --space {path.stem}`")
     return parse_space(raw, path)
+
+
+def load_search(names: list[str]) -> tuple[list[SearchSpace], str | None]:
+    """The spaces of one search: each name a space, or a suite (a file listing spaces, such as
+    all_pairs.yaml). Returns the spaces and, when a single suite was named, its name (the search's name).
+
+    A suite file::
+
+        description: one line
+        suite: [finetune_patients, heartbeat_aami, mi_scratch, mi_transfer]
+    """
+    spaces: list[SearchSpace] = []
+    suite = None
+    for name in names:
+        path = resolve_space_path(name)
+        raw = _read_yaml(path)
+        if isinstance(raw, dict) and "suite" in raw:
+            _check_keys(raw, str(path), "(top level)", {"description", "suite"}, {"description", "suite"})
+            members = raw["suite"]
+            if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+                raise _fail(str(path), "suite", "a non-empty list of space names", members)
+            suite = path.stem if len(names) == 1 else None
+            spaces += [load_space(m) for m in members]
+        else:
+            spaces.append(parse_space(raw, path))
+    return spaces, suite
 
 
 def to_param_space(space: SearchSpace, stage: StageSpec) -> dict:
@@ -517,3 +567,37 @@ def to_param_space(space: SearchSpace, stage: StageSpec) -> dict:
     for key, value in stage.params.items():
         train[key] = value.to_tune() if isinstance(value, Domain) else value
     return {"train": train}
+
+
+def shape_search(spaces: list[SearchSpace], *, patients: list[str] | None = None, split: str | None = None,
+                 models: list[str] | None = None, epochs: int | None = None, num_samples: int | None = None,
+                 smoke_test: bool = False) -> list[SearchSpace]:
+    """The command line's options applied to every space of a search.
+
+    ``patients`` go to the spaces with a per-patient stage; ``models`` keep, in each space, the listed
+    models it has (a space with none of them leaves the search).
+    """
+    if patients is not None:
+        if len(set(patients)) != len(patients):
+            raise EcgtuneError(f"--patients: each record at most once, got {','.join(patients)}")
+        per_patient = [any(st.per_patient for st in s.stages) for s in spaces]
+        if not any(per_patient):
+            return [spaces[0].with_patients(patients)]  # raises: no stage is per patient
+        spaces = [s.with_patients(patients) if pp else s for s, pp in zip(spaces, per_patient)]
+    if split:
+        spaces = [s.with_split(split) for s in spaces]
+    if models is not None:
+        if len(spaces) == 1:
+            spaces = [spaces[0].with_models(models)]
+        else:
+            known = {m.name for s in spaces for m in s.models}
+            unknown = [m for m in models if m not in known]
+            if unknown:
+                raise EcgtuneError(f"--models: {unknown} not among the models of these spaces: {', '.join(sorted(known))}")
+            spaces = [s.with_models([m for m in models if m in {x.name for x in s.models}])
+                      for s in spaces if any(x.name in models for x in s.models)]
+    if epochs is not None or num_samples is not None:
+        spaces = [s.with_budget(epochs=epochs, num_samples=num_samples) for s in spaces]
+    if smoke_test:
+        spaces = [s.shrunk(patients_given=patients is not None) for s in spaces]
+    return spaces

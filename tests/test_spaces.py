@@ -6,9 +6,10 @@ import pytest
 import yaml
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import Domain, list_spaces, load_space, spaces_dir, to_param_space
+from ecgtune.spaces import Domain, list_spaces, load_search, load_space, shape_search, spaces_dir, to_param_space
 
-SHIPPED = sorted(p.stem for p in spaces_dir().glob("*.yaml"))
+SUITES = sorted(p.stem for p in spaces_dir().glob("*.yaml") if "suite" in yaml.safe_load(p.read_text()))
+SHIPPED = sorted(p.stem for p in spaces_dir().glob("*.yaml") if p.stem not in SUITES)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -159,3 +160,47 @@ def test_budget_option_caps_epochs_and_samples_but_keeps_a_grid():
     assert len(grid.domains()["lr"].values) == 3 and grid.params["epochs"] == 2
     with pytest.raises(EcgtuneError, match="--epochs"):
         load_space("quickstart").with_budget(epochs=0)
+
+
+def model_dataset_pairs(space) -> set[tuple[str, str, str]]:
+    """(model, dataset, how the dataset is cut into examples): what a space trains."""
+    cut = space.preprocessing.get("mode") or space.preprocessing.get("task") or ""
+    return {(m.name, space.dataset, cut) for m in space.models}
+
+
+def test_all_pairs_runs_every_shipped_model_dataset_pair_in_one_search():
+    spaces, suite = load_search(["all_pairs"])
+    assert suite == "all_pairs" and "all_pairs" in SUITES
+    covered = set().union(*(model_dataset_pairs(s) for s in spaces))
+    shipped = set().union(*(model_dataset_pairs(load_space(name)) for name in SHIPPED))
+    assert covered == shipped
+    assert list_spaces()["all_pairs"].startswith("Every shipped model/dataset pair")
+
+
+def test_a_suite_is_not_a_space_and_cannot_nest(tmp_path):
+    with pytest.raises(EcgtuneError, match="a suite of spaces"):
+        load_space("all_pairs")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("description: x\nsuite: [all_pairs]\n")
+    with pytest.raises(EcgtuneError, match="a suite of spaces"):
+        load_search([str(nested)])
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("description: x\nsuite: []\n")
+    with pytest.raises(EcgtuneError, match="empty.yaml.*suite.*non-empty list"):
+        load_search([str(empty)])
+
+
+def test_options_apply_to_every_space_of_a_search_where_they_fit():
+    spaces, _ = load_search(["all_pairs"])
+    shaped = shape_search(spaces, patients=["105"], models=["cnet", "cnn1d_residual"], smoke_test=True)
+    by_name = {s.name: s for s in shaped}
+    assert set(by_name) == {"finetune_patients", "heartbeat_aami", "mi_scratch", "mi_transfer"}
+    assert by_name["finetune_patients"].patients == ("105",)  # the only per-patient space
+    assert [m.name for m in by_name["mi_transfer"].models] == ["cnet"]
+    assert all(s.smoke_test for s in shaped)
+    only_cnn = shape_search(spaces, models=["cnn1d_residual"])
+    assert [s.name for s in only_cnn] == ["finetune_patients"]  # spaces without the model leave the search
+    with pytest.raises(EcgtuneError, match="resnet"):
+        shape_search(spaces, models=["resnet"])
+    with pytest.raises(EcgtuneError, match="at most once"):
+        shape_search(spaces, patients=["100", "100"])

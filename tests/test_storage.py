@@ -31,8 +31,22 @@ def test_uris_keep_their_double_slash_when_joined():
 
 def test_a_new_search_state_puts_its_results_under_the_storage_root(monkeypatch):
     monkeypatch.delenv("ECGTUNE_STORAGE_PATH", raising=False)
-    state = SearchState.new("quickstart", "quickstart.yaml", [], "gs://lab-bucket/ecg")
+    state = SearchState.new("quickstart", {"quickstart": {"space_file": "quickstart.yaml", "patients": []}},
+                            "gs://lab-bucket/ecg")
     assert state.storage_path == f"gs://lab-bucket/ecg/quickstart/{state.invocation}"
+
+
+def test_two_searches_started_in_the_same_second_are_different_invocations():
+    first, second = (SearchState.new("quickstart", {}) for _ in range(2))
+    assert first.invocation != second.invocation and first.storage_path != second.storage_path
+
+
+def test_files_are_written_and_read_back_at_a_path_or_uri(tmp_path):
+    from ecgtune.paths import read_bytes, write_bytes
+
+    for location in (str(tmp_path / "a" / "b.pt"), (tmp_path / "c" / "d.pt").as_uri()):
+        write_bytes(location, b"weights")
+        assert read_bytes(location) == b"weights"
 
 
 def test_a_cluster_search_is_told_about_machine_local_places():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
+
+from ecgtune.paths import read_bytes, write_bytes
 
 STATE_FILE = "state.pt"
 
@@ -39,7 +42,20 @@ def save_state(directory: str | os.PathLike, state: dict) -> None:
 
 
 def load_state(directory: str | os.PathLike) -> dict:
-    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    # Tensors and plain types only: a checkpoint may come from a shared store others can write to.
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def write_weights(location: str, model_state: dict) -> None:
+    """The weights fine-tuning starts from, where every trial of the cluster reads them (the search's
+    storage path: a shared folder or an object store)."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model_state.items()}, buffer)
+    write_bytes(location, buffer.getvalue())
+
+
+def read_weights(location: str) -> dict:
+    return torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
 
 
 def model_from_checkpoint_dir(directory: str | os.PathLike):

@@ -18,12 +18,18 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y)
 
 
-def autocast(device: torch.device):
-    """Mixed precision on a GPU (bf16 where supported), full precision on the CPU."""
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU computes it natively (Ampere and later), else fp16 (which needs loss scaling);
+    None on the CPU. Emulated bf16 (older GPUs) would be slower than fp16."""
     if device.type != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def autocast(device: torch.device):
+    """Mixed precision on a GPU, full precision on the CPU."""
+    dtype = autocast_dtype(device)
+    return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None, scheduler_per_batch=None):

@@ -15,14 +15,34 @@ import torch
 from ecgtune.models.transfer import freeze_features, load_pretrained
 from ecgtune.training.batches import TensorSplit, epoch_order, select
 from ecgtune.training.checkpoint import build_model, load_state, model_spec, save_state
-from ecgtune.training.loop import run_epoch
+from ecgtune.training.loop import autocast_dtype, run_epoch
 from ecgtune.training.optim import build_optimizer, build_scheduler
 from ecgtune.transforms.resampling import smote
 
 
-def _device() -> torch.device:
-    # Ray hides the GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this is "was I given one".
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def trial_device(gpu_ids: list, cuda_available: bool, cuda_visible_devices: str | None) -> torch.device:
+    """The device Ray assigned the trial: the CPU unless it was given a GPU.
+
+    Ray no longer hides the GPUs from a trial given none, so "CUDA is available" is not "I was given
+    one". Given GPUs, Ray sets CUDA_VISIBLE_DEVICES to them, and CUDA numbers the visible ones from 0;
+    without that variable the assigned id itself names the device. A logical GPU on a machine without
+    CUDA (a test cluster) trains on the CPU.
+    """
+    if not gpu_ids or not cuda_available:
+        return torch.device("cpu")
+    visible = [d.strip() for d in cuda_visible_devices.split(",")] if cuda_visible_devices else None
+    if visible is None:
+        return torch.device("cuda", int(gpu_ids[0]))
+    return torch.device("cuda", visible.index(str(gpu_ids[0])) if str(gpu_ids[0]) in visible else 0)
+
+
+def _device() -> tuple[torch.device, list]:
+    import os
+
+    import ray
+
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    return trial_device(gpu_ids, torch.cuda.is_available(), os.environ.get("CUDA_VISIBLE_DEVICES")), gpu_ids
 
 
 def _use_assigned_cpus() -> None:
@@ -55,21 +75,32 @@ def training_split(examples, split_labels, patient, cfg: dict, device) -> Tensor
     return TensorSplit(x, y, examples.label_names, device)
 
 
-def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -> None:
+def prepared_data(datasets: dict, key: str):
+    """The (examples, split labels) of ``key``: an object-store reference is fetched only by the trials that
+    need it, so a node never pulls the datasets of other units."""
+    import ray
+
+    data = datasets[key]
+    return ray.get(data) if isinstance(data, ray.ObjectRef) else data
+
+
+def train_fn(config: dict, datasets=None) -> None:
     """Train one configuration; report every epoch; checkpoint whenever validation improves.
 
     Args:
         config: ``train`` (optimizer, lr, batch_size, epochs, ...), ``model`` (name, hparams),
-            ``stage`` (pretrain / scratch / finetune), ``patient`` (a record, None for pretrain),
-            ``metric`` and ``mode`` (the validation metric that decides "improved").
-        examples: the prepared ``Examples`` of the whole dataset.
-        split_labels: (N,) "train" / "val" / "test" / "" for each example.
-        init_states: for ``finetune``, the pre-trained weights of each model of the stage, by model name
-            (one mapping, so that the stage's trials share one copy of the examples in the object store);
-            with ``config["replace_head"]`` their head is dropped and the model's own (sized for this
-            task) is trained from scratch.
+            ``stage`` (pretrain / scratch / finetune), ``patient`` (a record, None for whole-dataset stages),
+            ``metric`` and ``mode`` (the validation metric that decides "improved"), ``data`` (the key of
+            its dataset in ``datasets``), ``init_weights`` (for ``finetune``: where the weights it starts
+            from lie; with ``replace_head`` their head is dropped and the model's own, sized for this task,
+            is trained from scratch).
+        datasets: data key -> (``Examples`` of the whole dataset, (N,) split labels "train" / "val" /
+            "test" / ""), each an object-store reference put there once by the driver.
     """
+    import ray
     from ray import tune
+
+    from ecgtune.training.checkpoint import read_weights
 
     _use_assigned_cpus()
     # Trained weights drift into denormal floats, which made CPU epochs five times slower by epoch 4
@@ -77,7 +108,10 @@ def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -
     torch.set_flush_denormal(True)
     cfg, stage, patient = config["train"], config["stage"], config.get("patient")
     metric, mode = config["metric"], config["mode"]
-    device = _device()
+    examples, split_labels = prepared_data(datasets, config["data"])
+    device, gpu_ids = _device()
+    # Where the trial ran, for its MLflow run (Tune adds the node's IP and host name itself).
+    placement = {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(gpu_ids)}
     torch.manual_seed(cfg["seed"])
     generator = torch.Generator().manual_seed(cfg["seed"])
 
@@ -86,10 +120,9 @@ def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -
     spec = model_spec(config, examples)
     model = build_model(spec)
     if stage == "finetune":
-        init_state = (init_states or {}).get(spec["name"])
-        if init_state is None:
-            raise ValueError(f"stage finetune needs the pre-trained weights of {spec['name']} (init_states)")
-        load_pretrained(model, init_state, replace_head=config.get("replace_head", False))
+        if not config.get("init_weights"):
+            raise ValueError(f"stage finetune needs the weights it starts from (config init_weights) for {spec['name']}")
+        load_pretrained(model, read_weights(config["init_weights"]), replace_head=config.get("replace_head", False))
         if cfg["freeze_features"]:
             freeze_features(model)
     model = model.to(device)
@@ -97,9 +130,8 @@ def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -
     optimizer = build_optimizer(params, cfg)
     steps = -(-len(train) // cfg["batch_size"])
     scheduler, per_batch = build_scheduler(optimizer, cfg, steps)
-    # fp16 needs loss scaling; bf16 (what autocast picks on recent GPUs) and the CPU do not.
-    use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    # fp16 needs loss scaling; bf16 (what autocast picks where the GPU has it natively) and the CPU do not.
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
 
     start_epoch, best, stale = 0, None, 0
     checkpoint = tune.get_checkpoint()
@@ -129,7 +161,8 @@ def train_fn(config: dict, examples=None, split_labels=None, init_states=None) -
         value = metrics[metric]
         improved = _improved(value, best, mode)
         best, stale = (value, 0) if improved else (best, stale + 1)
-        metrics.update(epoch=epoch, lr=optimizer.param_groups[0]["lr"], best_metric=best if best is not None else float("nan"))
+        metrics.update(epoch=epoch, lr=optimizer.param_groups[0]["lr"], best_metric=best if best is not None else float("nan"),
+                       **placement)
         patience = cfg["early_stopping_patience"]
         if improved:
             with tempfile.TemporaryDirectory() as d:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 
 CHAMPION = "champion"
+# "<invocation>/<unit key>": the search and unit that registered a version. A unit finalised again after
+# a crash finds its version by it instead of registering a second one.
+INVOCATION_TAG = "ecgtune.registered_by"
 
 
 def registered_name(
@@ -63,8 +66,25 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
 
     ``example`` is a small input batch (batch, leads, samples): MLflow traces the model with it
-    (torch.export), so the registered model loads without ecgtune's classes.
+    (torch.export), so the registered model loads without ecgtune's classes. A version already registered
+    under the same ``INVOCATION_TAG`` is reused (the same unit, finalised again after a crash).
     """
+    version = registered_by(mlflow_client, name, tags.get(INVOCATION_TAG))
+    if version is None:
+        version = _register(mlflow_client, name=name, run_id=run_id, model=model, example=example, tags={
+            **{k: str(v) for k, v in tags.items()}, "metric": metric, "val_metric": repr(float(value)), "mode": mode,
+        })
+    champion = current_champion(mlflow_client, name)
+    if champion is not None and str(champion.version) == str(version.version):
+        return Promotion(name=name, version=str(version.version), champion=True, previous=None)
+    previous = None if champion is None else float(champion.tags.get("val_metric", "nan"))
+    wins = previous is None or beats(float(value), previous, mode)
+    if wins:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+    return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
+
+
+def _register(mlflow_client, *, name: str, run_id: str, model, example, tags: dict):
     import mlflow
     import mlflow.pytorch
 
@@ -79,15 +99,18 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
         mlflow_client.get_registered_model(name)
     except Exception:  # not registered yet
         mlflow_client.create_registered_model(name, description=f"ecgtune champions for {name}")
-    version_tags = {**{k: str(v) for k, v in tags.items()}, "metric": metric, "val_metric": repr(float(value)), "mode": mode}
-    version = mlflow_client.create_model_version(
-        name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
-    )
-    previous = current_champion_value(mlflow_client, name)
-    wins = previous is None or beats(float(value), previous, mode)
-    if wins:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
-    return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
+    return mlflow_client.create_model_version(name, source=info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id)
+
+
+def registered_by(mlflow_client, name: str, tag: str | None):
+    """The version of ``name`` whose INVOCATION_TAG is ``tag``, or None."""
+    if not tag:
+        return None
+    try:
+        versions = mlflow_client.search_model_versions(f"name='{name}'")
+    except Exception:  # no such registered model yet
+        return None
+    return next((v for v in versions if v.tags.get(INVOCATION_TAG) == tag), None)
 
 
 def current_champion(mlflow_client, name: str):
@@ -96,11 +119,6 @@ def current_champion(mlflow_client, name: str):
         return mlflow_client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # no registered model or no champion yet
         return None
-
-
-def current_champion_value(mlflow_client, name: str) -> float | None:
-    version = current_champion(mlflow_client, name)
-    return None if version is None else float(version.tags.get("val_metric", "nan"))
 
 
 def use_uri(uri: str) -> None:

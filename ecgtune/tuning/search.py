@@ -1,44 +1,34 @@
-"""`ecgtune search`: prepare the data once, then for each stage and patient a Tuner, a selection on
-validation, one test evaluation, and a promotion in the registry, all under one MLflow parent run."""
+"""`ecgtune search`: one schedule for one or several spaces.
+
+The driver prepares each dataset once and puts it into the Ray object store once; then one Tune run
+carries the trials of every unit whose inputs are ready, while each complete unit is selected on
+validation, tested once and promoted beside it (`ecgtune.tuning.finalize`). Each space has its MLflow
+experiment and, per invocation, one parent run holding a nested run per trial.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec, max_epochs
+from ecgtune.spaces import SearchSpace
 from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
+from ecgtune.tuning.plan import Unit, build_plan, external_sources
 from ecgtune.tuning.state import SearchState
-
-
-@dataclass
-class UnitSummary:
-    """The outcome of one unit: the selected configuration, its validation and test figures."""
-
-    stage: str
-    model: str
-    patient: str | None
-    config: dict
-    val_metric: float
-    test: dict
-    run_id: str
-    registered_model: str
-    version: str
-    champion: bool
-
 
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
 # last checkpoint; on the local Ray a failing trial is a bug, reported at once.
 CLUSTER_TRIAL_RETRIES = 3
 
 
-def unit_key(stage: str, model: str, patient: str | None) -> str:
-    return "-".join([stage, model] + ([patient] if patient else []))
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped the search; its state is saved for --resume."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +63,12 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
 
 
 def init_ray(address: str | None, tracking_uri: str) -> None:
-    import os
-
     import ray
 
     # A checkpoint is kept per trial (num_to_keep=1), which makes Tune snapshot its state at every
     # improvement; on local storage that is cheap, so its warning about it is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray's newer console output prints a status box per Tuner even at verbose=0: dozens in a
-    # per-patient study. TrialLines reports progress instead.
+    # Ray's newer console output prints a status box per Tune run; TrialLines reports progress instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
@@ -92,6 +79,17 @@ def init_ray(address: str | None, tracking_uri: str) -> None:
         ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
     else:
         ray.init(include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (what `ray job stop` and most schedulers send) stops a search as Ctrl-C does: Tune saves its
+    state, the runs are closed as KILLED, and --resume goes on. Installed after ray.init, whose own handler
+    would abort the process with a stack dump."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
 
 
 def cluster_notes(address: str | None, tracking_uri: str, storage_path: str) -> list[str]:
@@ -114,25 +112,25 @@ def cluster_notes(address: str | None, tracking_uri: str, storage_path: str) -> 
     return notes
 
 
-def trial_resources(space: SearchSpace) -> dict:
-    """The space's per-trial resources; without a GPU in the cluster, trials run on the CPU."""
-    import ray
-
-    gpu = space.gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    if space.gpu and not gpu:
-        print(f"no GPU in the Ray cluster: trials of {space.name} run on the CPU")
-    return {"cpu": space.cpu, "gpu": gpu}
+def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
+    """What names a search's state file and storage folder: the suite, or its spaces."""
+    if suite:
+        return f"{suite}-smoke" if spaces and spaces[0].smoke_test else suite
+    return "+".join(s.experiment_name for s in spaces)
 
 
 def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) -> str:
-    if state.parent_run_id:
-        mlf.update_run(state.parent_run_id, status="RUNNING")
-        return state.parent_run_id
-    run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags={"ecgtune.space": space.name})
+    known = state.spaces[space.experiment_name].get("parent_run_id")
+    if known:
+        mlf.update_run(known, status="RUNNING")
+        return known
+    run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}",
+                         tags={"ecgtune.space": space.name, "ecgtune.search": state.name})
     params = {
         "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
         "models": ",".join(m.name for m in space.models),
         "metric": space.metric, "smoke_test": space.smoke_test, "patients": ",".join(space.patients),
+        "invocation": state.invocation,
         **{f"preprocessing.{k}": v for k, v in space.preprocessing.items() if k != "records"},
     }
     for key, value in params.items():
@@ -141,197 +139,150 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     return run.info.run_id
 
 
-def registered_name(space: SearchSpace, stage: str, model: str, patient: str | None) -> str:
-    return promotion.registered_name(
-        task=space.task, dataset=space.dataset, split=space.split, stage=stage, model=model,
-        patient=patient, smoke=space.smoke_test,
-    )
-
-
-def source_name(space: SearchSpace, model: str) -> tuple[str, str]:
-    """The registered model fine-tuning starts from, and the dataset it was trained on."""
-    t = space.transfer
-    if t is None:
-        return registered_name(space, "pretrain", model, None), space.dataset
-    name = promotion.registered_name(
-        task=t.task, dataset=t.dataset, split=t.split, stage=t.stage, model=model, smoke=space.smoke_test
-    )
-    return name, t.dataset
-
-
-def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str, own_version: str | None = None) -> dict:
-    """The weights fine-tuning starts from: ``models:/<source model>@champion``.
+def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str) -> dict:
+    """The weights a fine-tuning unit starts from when this search does not train them itself:
+    ``models:/<source model>@champion``.
 
     A champion trained on this same dataset but with other preprocessing or another split is refused,
-    because a patient's test examples could have been among its training examples. When this search
-    pre-trained on its own data, that version stands in for such a champion (it lost the alias to a
-    model of, say, the quickstart's records). A champion of another dataset (MIT-BIH beats for the
-    PTB-XL MI task) shares no patient with this one and is taken as it is.
+    because a patient's test examples could have been among its training examples. A champion of another
+    dataset (MIT-BIH beats for the PTB-XL MI task) shares no patient with this one and is taken as it is.
     """
+    from ecgtune.tuning.plan import source_name
+
     name, source_dataset = source_name(space, model)
     champion = promotion.current_champion(mlf, name)
-    same_data = source_dataset == space.dataset
-    if champion is not None and (not same_data or champion.tags.get("data_key") == data_key):
-        version = champion
-    elif own_version is not None:
-        version = mlf.get_model_version(name, own_version)  # same data by construction
-    elif champion is None:
+    if champion is None:
+        t = space.transfer
         raise EcgtuneError(
-            f"no registered model {name!r} with a champion in the MLflow registry ({mlf.tracking_uri}); "
-            "run the search that trains it first"
-            + (f" (task {space.transfer.task}, split {space.transfer.split}, stage {space.transfer.stage})"
-               if space.transfer else " (this space's pretrain stage)")
+            f"{space.path}: fine-tuning starts from the champion of {name!r}, which the MLflow registry "
+            f"({mlf.tracking_uri}) does not hold; run the search that trains it first"
+            + (f" (task {t.task} on {t.dataset}, split {t.split}, stage {t.stage}"
+               f"{', --smoke-test' if space.smoke_test else ''})" if t else " (this space's pretrain stage)")
         )
-    else:
+    if source_dataset == space.dataset and champion.tags.get("data_key") != data_key:
         raise EcgtuneError(
             f"the champion of {name!r} (version {champion.version}) was pre-trained on other data or another "
             f"split (data_key {champion.tags.get('data_key')!r}, this search {data_key!r}); fine-tuning it could "
             "leak test windows. Pre-train with the same dataset, preprocessing and split first."
         )
-    return promotion.champion_checkpoint(mlf, version)["model_state"]
+    return promotion.champion_checkpoint(mlf, champion)["model_state"]
 
 
-def check_transfer_sources(mlf, space: SearchSpace) -> None:
-    """Refuse a transfer search whose source champions are missing before anything starts."""
-    if space.transfer is None:
-        return
-    missing = [name for name in (source_name(space, m.name)[0] for m in space.models)
-               if promotion.current_champion(mlf, name) is None]
-    if missing:
-        t = space.transfer
-        raise EcgtuneError(
-            f"{space.path}: transfer starts from the champions of {missing}, which the MLflow registry "
-            f"({mlf.tracking_uri}) does not hold; run the search that trains them first (task {t.task} on "
-            f"{t.dataset}, split {t.split}, stage {t.stage}{', --smoke-test' if space.smoke_test else ''})"
-        )
+def check_external_sources(mlf, plan: list[Unit], data: dict[str, PreparedData]) -> None:
+    """Refuse, before anything starts, a search whose fine-tuning starts from champions that are missing."""
+    for unit in external_sources(plan).values():
+        if promotion.current_champion(mlf, unit.source) is None:
+            pretrained_weights(mlf, unit.space, unit.model.name, data[unit.space.experiment_name].key)  # raises
 
 
-def run_unit(trainable, space, stage: StageSpec, model: ModelSpec, patient, data: PreparedData, *, mlf, exp_id, state, resume, max_failures=0) -> UnitSummary:
-    from ecgtune.tuning.artifacts import log_confusion_matrix
-    from ecgtune.tuning.progress import TrialLines
-    from ecgtune.tuning.selection import evaluate_test, select_best
-    from ecgtune.tuning.tuner import restore_or_build
+def provide_external_weights(mlf, plan: list[Unit], data: dict[str, PreparedData], state: SearchState) -> None:
+    """Write the champions this search starts from (but does not train) where its trials read them."""
+    from ecgtune.training.checkpoint import write_weights
 
-    key = unit_key(stage.stage, model.name, patient)
-    callback = tracking.MLflowTrialRuns(
-        mlf.tracking_uri, exp_id, state.parent_run_id,
-        tags={"ecgtune.stage": stage.stage, "ecgtune.model": model.name, "ecgtune.patient": patient or "all"},
-    )
-    tuner = restore_or_build(
-        trainable, resume=resume, storage_path=state.storage_path, name=key,
-        space=space, stage=stage, model=model, patient=patient, epochs=max_epochs(stage.params),
-        callbacks=[callback, TrialLines(key, space.metric)], max_failures=max_failures,
-    )
-    best = select_best(tuner.fit(), space.metric, space.mode)
-    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, patient)
-
-    run = tracking.find_trial_run(mlf, exp_id, state.parent_run_id, best.metrics["trial_id"])
-    if run is None:
-        raise EcgtuneError(f"no MLflow run found for the selected trial {best.metrics['trial_id']}")
-    run_id = run.info.run_id
-    for name, value in evaluation.metrics.items():
-        if np.isfinite(value):
-            mlf.log_metric(run_id, name, value)
-            mlf.log_metric(state.parent_run_id, f"{key}/{name}", value)
-    mlf.set_tag(run_id, "ecgtune.selected", "true")
-    log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {key}: test")
-
-    headline = ("test_balanced_accuracy", "test_f1_macro", "test_precision_macro", "test_recall_macro")
-    promoted = promotion.promote(
-        mlf,
-        name=registered_name(space, stage.stage, model.name, patient),
-        run_id=run_id, model=evaluation.model, example=data.examples.x[:2].copy(), metric=space.metric,
-        value=evaluation.state["best"], mode=space.mode,
-        tags={
-            "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
-            "data_key": data.key, "git_revision": promotion.git_revision(), "stage": stage.stage,
-            "patient": patient or "all", "best_epoch": evaluation.state["epoch"],
-            **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
-        },
-    )
-    return UnitSummary(
-        stage=stage.stage, model=model.name, patient=patient, config=dict(best.config["train"]),
-        val_metric=float(evaluation.state["best"]), test=evaluation.metrics, run_id=run_id,
-        registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
-    )
-
-
-def units_in_order(space: SearchSpace) -> list[tuple[StageSpec, ModelSpec, str | None]]:
-    """Whole-dataset stages first (fine-tuning needs the pre-training champion), model by model, then
-    patient by patient every per-patient stage, so that an interrupted study already holds paired
-    scratch/fine-tuned results."""
-    whole = [(s, m, None) for s in space.stages if not s.per_patient for m in space.models]
-    per_patient = [(s, m, p) for p in space.patients for m in space.models for s in space.stages if s.per_patient]
-    return whole + per_patient
-
-
-def run_search(space: SearchSpace, *, address=None, mlflow_uri=None, data_dir=None, storage_path=None, resume=False, echo=print) -> list[UnitSummary]:
-    """Run every unit of ``space``; return the summaries of all its units (in the order they ran)."""
-    from ray import tune
-
-    from ecgtune.training.trainable import train_fn
-
-    data = prepare_data(space, data_dir)
-    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
-    check_transfer_sources(mlf, space)
-    exp_id = tracking.experiment_id(mlf, space.experiment_name)
-    if resume:
-        state = SearchState.resume(space.experiment_name)
-        if list(state.patients) != list(space.patients):
-            raise EcgtuneError(
-                f"--resume: the interrupted search ran patients {state.patients}, not {list(space.patients)}"
-            )
-    else:
-        state = SearchState.new(space.experiment_name, str(space.path), list(space.patients), storage_path)
-    state.parent_run_id = open_parent_run(mlf, exp_id, state, space)
+    for name, unit in external_sources(plan).items():
+        if name in state.weights:
+            continue  # --resume: written by the interrupted run
+        location = weights_location(state.storage_path, name)
+        write_weights(location, pretrained_weights(mlf, unit.space, unit.model.name, data[unit.space.experiment_name].key))
+        state.weights[name] = location
     state.save()
-    echo(f"search {space.experiment_name} ({state.invocation}): MLflow {mlf.tracking_uri}, parent run {state.parent_run_id}")
+
+
+def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=None, mlflow_uri=None, data_dir=None,
+               storage_path=None, shared_storage: bool = False, resources: dict | None = None, resume=False,
+               echo=print) -> list[UnitSummary]:
+    """Run every unit of ``spaces`` as one schedule; return the summaries of all units (plan order)."""
+    import ray
+
+    from ecgtune.tuning.completion import UnitCompletion
+    from ecgtune.tuning.progress import TrialLines
+    from ecgtune.tuning.resources import check_storage, cluster_view, trial_resources
+    from ecgtune.tuning.searcher import UnitSearcher
+    from ecgtune.tuning.tuner import param_space, run_trials
+
+    plan = build_plan(spaces)
+    data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
+    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    check_external_sources(mlf, plan, data)
+    name = schedule_name(spaces, suite)
+    described = {s.experiment_name: {"space_file": str(s.path), "patients": list(s.patients)} for s in spaces}
+    if resume:
+        state = SearchState.resume(name)
+        for experiment, saved in state.spaces.items():
+            if experiment not in described or saved["patients"] != described[experiment]["patients"]:
+                raise EcgtuneError(
+                    f"--resume: the interrupted search {name!r} ran {sorted(state.spaces)} with patients "
+                    f"{ {k: v['patients'] for k, v in state.spaces.items()} }, not this one"
+                )
+    else:
+        state = SearchState.new(name, described, storage_path)
+
+    init_ray(address, mlf.tracking_uri)
+    stop_on_sigterm()
+    cluster = cluster_view(on_cluster=bool(address))
+    per_trial = trial_resources(spaces, on_cluster=bool(address), cluster=cluster, override=resources or {}, echo=echo)
+    check_storage(state.storage_path, on_cluster=bool(address), cluster=cluster, declared_shared=shared_storage)
+
+    records = {}
+    for space in spaces:
+        exp_id = tracking.experiment_id(mlf, space.experiment_name)
+        parent = open_parent_run(mlf, exp_id, state, space)
+        state.spaces[space.experiment_name]["parent_run_id"] = parent
+        records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
+    state.save()
+    echo(f"search {name} ({state.invocation}): {len(plan)} units, MLflow {mlf.tracking_uri}")
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
         echo(f"note: {note}")
+
+    finalizer = None
     try:
-        init_ray(address, mlf.tracking_uri)
-        resources = trial_resources(space)
-        trainables: dict[str, object] = {}
-        for stage, model, patient in units_in_order(space):
-            key = unit_key(stage.stage, model.name, patient)
-            if key in state.finished:
-                continue
-            if stage.stage not in trainables:
-                # One trainable per stage: the examples go into the object store once, whatever the number
-                # of models; fine-tuning gets every model's starting weights (whole-dataset stages, the
-                # pre-training included, have all finished by the time a per-patient stage starts).
-                init_states = {
-                    m.name: pretrained_weights(
-                        mlf, space, m.name, data.key,
-                        state.finished.get(unit_key("pretrain", m.name, None), {}).get("version"),
-                    )
-                    for m in space.models
-                } if stage.stage == "finetune" else None
-                trainables[stage.stage] = tune.with_resources(
-                    tune.with_parameters(
-                        train_fn, examples=data.examples, split_labels=data.split_labels, init_states=init_states
-                    ),
-                    resources,
-                )
-            summary = run_unit(
-                trainables[stage.stage], space, stage, model, patient, data,
-                mlf=mlf, exp_id=exp_id, state=state, resume=resume,
-                max_failures=CLUSTER_TRIAL_RETRIES if address else 0,
-            )
-            state.mark_unit(key, dataclasses.asdict(summary))
-            echo(
-                f"  {key}: {space.metric} {summary.val_metric:.4f}, "
-                f"test balanced accuracy {summary.test.get('test_balanced_accuracy', float('nan')):.4f}, "
-                f"test macro F1 {summary.test.get('test_f1_macro', float('nan')):.4f}, "
-                f"{summary.registered_model} v{summary.version}{' (champion)' if summary.champion else ''}"
+        provide_external_weights(mlf, plan, data, state)
+        # Each dataset goes into the object store once, whatever the number of units and spaces using it.
+        refs = {}
+        for prepared in data.values():
+            if prepared.key not in refs:
+                refs[prepared.key] = ray.put((prepared.examples, prepared.split_labels))
+        readiness = Readiness(state.weights)
+        finalizer = Finalizer(
+            mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
+            readiness=readiness, sources={u.source for u in plan if u.depends_on}, echo=echo,
+        )
+        spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
+        done = set(state.finished)
+        searcher = UnitSearcher(plan, spaces_, readiness.starting_point, readiness.aborted, done=done)
+        planned = {u.key: u.planned_trials for u in plan}
+        callbacks = [
+            tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
+                                     resumed=resume),
+            TrialLines(planned, {u.key: u.space.metric for u in plan}),
+            UnitCompletion(planned, done, finalizer.submit),
+            StopOnError(readiness),
+        ]
+        run_trials(plan=plan, param_spaces=spaces_, datasets=refs, searcher=searcher, callbacks=callbacks,
+                   storage_path=state.storage_path, resume=resume, max_failures=CLUSTER_TRIAL_RETRIES if address else 0)
+        finalizer.close()
+        if readiness.error is not None:
+            raise readiness.error
+        unfinished = [u.key for u in plan if u.key not in state.finished]
+        if unfinished:
+            raise SearchInterrupted(
+                f"the search stopped before {len(unfinished)} of {len(plan)} units finished (first: {unfinished[0]})"
             )
     except KeyboardInterrupt:
-        tracking.close_open_runs(mlf, exp_id, state.parent_run_id, "KILLED")
+        if finalizer is not None:
+            finalizer.close(cancel=True)
+        for record in records.values():
+            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "KILLED")
         raise
     except BaseException:
-        tracking.close_open_runs(mlf, exp_id, state.parent_run_id, "FAILED")
+        if finalizer is not None:
+            finalizer.close(cancel=True)
+        for record in records.values():
+            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "FAILED")
         raise
-    mlf.set_terminated(state.parent_run_id, "FINISHED")
+    for record in records.values():
+        mlf.set_terminated(record.parent_run_id, "FINISHED")
     state.status = "finished"
     state.save()
-    return [UnitSummary(**d) for d in state.finished.values()]
+    return [UnitSummary(**state.finished[u.key]) for u in plan]
+

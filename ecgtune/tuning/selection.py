@@ -14,19 +14,28 @@ from ecgtune.training.loop import predict
 from ecgtune.training.metrics import classification_metrics, predictions
 
 
-def select_best(grid, metric: str, mode: str):
-    """The trial whose best validation epoch is best (its latest checkpoint is that epoch)."""
-    if grid.num_errors == len(grid):
-        raise EcgtuneError(f"every trial of {grid.experiment_path} failed; the first error: {grid.errors[0]}")
-    if grid.num_terminated + grid.num_errors < len(grid):
-        raise EcgtuneError(
-            f"the search in {grid.experiment_path} was interrupted before every trial finished; "
-            "continue it with --resume"
-        )
-    best = grid.get_best_result(metric=metric, mode=mode, scope="all", filter_nan_and_inf=True)
-    if best.checkpoint is None:
-        raise EcgtuneError(f"the best trial in {best.path} left no checkpoint")
-    return best
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What selection needs of a finished trial: its best validation value and the checkpoint of that epoch
+    (trials checkpoint only when validation improves, so the latest checkpoint is the best one)."""
+
+    trial_id: str
+    value: float  # NaN when the trial failed or never produced a finite value
+    checkpoint: object  # a ray.tune.Checkpoint, or None
+    config: dict
+    error: str | None = None
+
+
+def select_best(outcomes: list[TrialOutcome], mode: str, unit: str) -> TrialOutcome:
+    """The trial whose best validation epoch is best; ties go to the earliest trial, so a resumed search
+    selects the same trial again."""
+    candidates = [o for o in outcomes if o.error is None and o.checkpoint is not None and np.isfinite(o.value)]
+    if not candidates:
+        failed = [o for o in outcomes if o.error]
+        first = f"; the first error: {failed[0].error}" if failed else ""
+        raise EcgtuneError(f"no trial of {unit} produced a model to select ({len(failed)} of {len(outcomes)} failed{first})")
+    sign = 1.0 if mode == "max" else -1.0
+    return max(candidates, key=lambda o: sign * o.value)  # max keeps the first of equal values
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
-"""The resumable record of one `ecgtune search` invocation, kept beside the Ray results.
+"""The resumable record of one `ecgtune search` invocation.
 
-It names the invocation's MLflow parent run and Ray storage folder, and the units (a stage, or a stage
-for one patient) already selected, tested and promoted, so `--resume` neither repeats them nor logs
-their test metrics twice.
+It names the invocation, its Ray storage folder, each space's MLflow parent run, the units already
+selected, tested and promoted, and the starting weights written for fine-tuning, so that `--resume`
+neither repeats a unit nor logs its test metrics twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,43 +18,49 @@ from ecgtune.errors import EcgtuneError
 from ecgtune.paths import ecgtune_home, join_storage, storage_root
 
 
-def state_path(experiment: str) -> Path:
-    return ecgtune_home() / "searches" / f"{experiment}.json"
+def state_path(name: str) -> Path:
+    return ecgtune_home() / "searches" / f"{name}.json"
+
+
+def new_invocation() -> str:
+    """A timestamp people can read, and a random part: two searches started in one second differ."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 @dataclass
 class SearchState:
-    experiment: str
+    name: str  # the schedule: a space's experiment name, a suite's, or several joined by "+"
     invocation: str
     storage_path: str
-    space_file: str
-    patients: list[str]
-    parent_run_id: str | None = None
-    finished: dict[str, dict] = field(default_factory=dict)
+    spaces: dict[str, dict]  # experiment -> {"space_file", "patients", "parent_run_id"}
+    finished: dict[str, dict] = field(default_factory=dict)  # unit key -> its summary
+    weights: dict[str, str] = field(default_factory=dict)  # registered name -> starting weights written
     status: str = "running"
 
     @classmethod
-    def new(cls, experiment: str, space_file: str, patients: list[str], storage: str | None = None) -> "SearchState":
+    def new(cls, name: str, spaces: dict[str, dict], storage: str | None = None) -> "SearchState":
         """A new invocation; its Ray results go under ``storage`` (see `ecgtune.paths.storage_root`)."""
-        invocation = time.strftime("%Y%m%d-%H%M%S")
-        path = join_storage(storage_root(storage), experiment, invocation)
-        return cls(experiment, invocation, path, space_file, list(patients))
+        invocation = new_invocation()
+        return cls(name, invocation, join_storage(storage_root(storage), name, invocation), spaces)
 
     @classmethod
-    def resume(cls, experiment: str) -> "SearchState":
-        path = state_path(experiment)
+    def resume(cls, name: str) -> "SearchState":
+        path = state_path(name)
         if not path.exists():
-            raise EcgtuneError(f"nothing to resume: no earlier search of {experiment!r} ({path} does not exist)")
-        state = cls(**json.loads(path.read_text()))
+            raise EcgtuneError(f"nothing to resume: no earlier search of {name!r} ({path} does not exist)")
+        try:
+            state = cls(**json.loads(path.read_text()))
+        except (TypeError, ValueError) as exc:
+            raise EcgtuneError(f"{path}: not a search state this version of ecgtune can resume ({exc})") from None
         if state.status == "finished":
             raise EcgtuneError(
-                f"nothing to resume: the last search of {experiment!r} ({state.invocation}) finished; "
+                f"nothing to resume: the last search of {name!r} ({state.invocation}) finished; "
                 "run it again without --resume for a new search"
             )
         return state
 
     def save(self) -> None:
-        path = state_path(self.experiment)
+        path = state_path(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2))

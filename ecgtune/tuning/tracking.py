@@ -20,9 +20,12 @@ TRIAL_TAG = "ecgtune.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 # What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
 LOGGED_PREFIXES = ("train_", "val_")
-LOGGED_KEYS = ("lr", "best_metric")
-# Where a trial ran, from the fields Tune adds to every result: on a cluster, which node trained it.
-LOCATION_TAGS = {"node_ip": "ray.node_ip", "hostname": "ray.hostname"}
+LOGGED_KEYS = ("lr", "best_metric", "epoch")  # epoch: how far a trial got (ASHA, early stopping), a column in the UI
+# Where a trial ran: Tune adds the node's IP and host name to every result, the trainable its node id and
+# the GPU ids Ray assigned it ("" on the CPU). On a cluster, which node and which GPU trained it.
+LOCATION_TAGS = {"node_ip": "ray.node_ip", "hostname": "ray.hostname", "node_id": "ray.node_id", "gpu_ids": "ray.gpu_ids"}
+# What a trial's config says of its unit, as tags every run of the unit carries.
+UNIT_TAGS = {"space": "ecgtune.space", "unit": "ecgtune.unit", "stage": "ecgtune.stage", "patient": "ecgtune.patient"}
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -102,15 +105,23 @@ def close_open_runs(mlflow_client, exp_id: str, parent_run_id: str, status: str 
     mlflow_client.set_terminated(parent_run_id, status)
 
 
+def unit_tags(config: dict) -> dict[str, str]:
+    tags = {tag: str(config.get(key) or "all") for key, tag in UNIT_TAGS.items()}
+    tags["ecgtune.model"] = config["model"]["name"]
+    return tags
+
+
 class MLflowTrialRuns(Callback):
     """A nested MLflow run per Tune trial: params, per-epoch metrics, best checkpoint as an artifact.
 
-    Picklable (Ray stores callbacks with the experiment for ``Tuner.restore``): the client is made lazily.
-    A restored trial finds its run again by the trial-id tag instead of opening a duplicate.
+    One callback serves every space of a search: a trial's run goes to its space's experiment, under that
+    space's parent run (``parents``: experiment name -> (experiment id, parent run id)). A trial restored
+    by --resume (``resumed``) finds its run again by the trial-id tag instead of opening a duplicate; a
+    trial retried after its node failed keeps its run.
     """
 
-    def __init__(self, uri: str, exp_id: str, parent_run_id: str, tags: dict[str, str]):
-        self.uri, self.exp_id, self.parent_run_id, self.tags = uri, exp_id, parent_run_id, tags
+    def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False):
+        self.uri, self.parents, self.resumed = uri, parents, resumed
         self._client = None
         self._runs: dict[str, str] = {}
 
@@ -125,13 +136,15 @@ class MLflowTrialRuns(Callback):
 
     def run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
-            existing = find_trial_run(self.mlflow, self.exp_id, self.parent_run_id, trial.trial_id)
+            exp_id, parent_run_id = self.parents[trial.config["space"]]
+            # Only a resumed search has trials whose runs exist already (a query per trial otherwise).
+            existing = find_trial_run(self.mlflow, exp_id, parent_run_id, trial.trial_id) if self.resumed else None
             if existing is not None:
                 run_id = existing.info.run_id
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
-                tags = dict(self.tags, **{PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
-                run = self.mlflow.create_run(self.exp_id, run_name=str(trial), tags=tags)
+                tags = dict(unit_tags(trial.config), **{PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id})
+                run = self.mlflow.create_run(exp_id, run_name=str(trial), tags=tags)
                 run_id = run.info.run_id
                 from mlflow.entities import Param
 
@@ -149,9 +162,13 @@ class MLflowTrialRuns(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
-        # Tagged at every result: cheap, and a trial restored after a node failure may go on elsewhere.
-        tags = [RunTag(tag, str(result[key])) for key, tag in LOCATION_TAGS.items() if key in result]
+        # Tagged at every result: cheap, and a trial retried after a node failure goes on elsewhere.
+        tags = [RunTag(tag, str(result[key]) or "none") for key, tag in LOCATION_TAGS.items() if key in result]
         self.mlflow.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # Its node went away; Tune restarts it from its last checkpoint, in the same run.
+        self.mlflow.set_tag(self.run_id(trial), "ray.failures", str(trial.num_failures))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)
@@ -161,6 +178,8 @@ class MLflowTrialRuns(Callback):
             with checkpoint.as_directory() as d:
                 self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
         self.mlflow.set_terminated(run_id, "FINISHED")
+        self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
+        self._runs.pop(trial.trial_id, None)

@@ -1,78 +1,113 @@
-"""A Ray Tune Tuner for one unit of a search: a stage, or a stage for one patient."""
+"""One Ray Tune run for a whole schedule: every unit's trials go through one trainable, one searcher and
+one scheduler, so trials of many units share the cluster's slots."""
 
 from __future__ import annotations
 
+import os
+
 from ray import tune
 
-from ecgtune.paths import join_storage
-from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec, to_param_space
+from ecgtune.spaces import SearchSpace, StageSpec, max_epochs, to_param_space
+from ecgtune.tuning.plan import Unit
+from ecgtune.tuning.searcher import UnitSchedulers, UnitSearcher
+
+TUNE_EXPERIMENT = "trials"  # the Tune experiment's folder under the invocation's storage folder
+# Trials Tune asks the searcher for ahead of free slots: an autoscaler sees this much demand at once.
+MAX_PENDING_TRIALS = 200
 
 
-def param_space(space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None) -> dict:
-    """What every trial's config holds: searched training params, the fixed model, and the unit."""
+def param_space(unit: Unit, data_key: str, resources: dict[str, float]) -> dict:
+    """What every trial's config holds: searched training params, the fixed model, and its unit."""
+    space, stage = unit.space, unit.stage
     replace_head = stage.stage == "finetune" and space.transfer is not None and space.transfer.replace_head
     return {
         **to_param_space(space, stage),
-        "model": {"name": model.name, "hparams": dict(model.hparams)},
+        "model": {"name": unit.model.name, "hparams": dict(unit.model.hparams)},
+        "space": space.experiment_name,
+        "unit": unit.key,
         "stage": stage.stage,
-        "patient": patient,
+        "patient": unit.patient,
         "metric": space.metric,
         "mode": space.mode,
         "replace_head": replace_head,
+        "data": data_key,
+        "resources": dict(resources),
     }
 
 
-def search_algorithm(stage: StageSpec):
-    if stage.search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
+def unit_scheduler(space: SearchSpace, stage: StageSpec):
+    if stage.search.scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
 
-        return OptunaSearch(seed=0)  # TPE, Optuna's default sampler
-    return None  # grid and random: Tune's variant generator
-
-
-def scheduler(space: SearchSpace, stage: StageSpec, epochs: int):
-    if stage.search.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=max(epochs, 1),
-            grace_period=min(stage.search.grace_period, max(epochs, 1)),
-            reduction_factor=stage.search.reduction_factor,
-        )
-    return None
-
-
-def build_tuner(trainable, space: SearchSpace, stage: StageSpec, model: ModelSpec, patient: str | None, *, storage_path: str, name: str, callbacks: list, epochs: int, max_failures: int = 0) -> tune.Tuner:
-    return tune.Tuner(
-        trainable,
-        param_space=param_space(space, stage, model, patient),
-        tune_config=tune.TuneConfig(
-            metric=space.metric,
-            mode=space.mode,
-            search_alg=search_algorithm(stage),
-            scheduler=scheduler(space, stage, epochs),
-            num_samples=stage.search.num_samples,
-            # Trials are seconds long: starting a fresh actor for each would dominate on a small machine.
-            reuse_actors=True,
-            trial_dirname_creator=lambda trial: trial.trial_id,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            callbacks=callbacks,
-            # Trials checkpoint only when validation improves; the latest is the best.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            # A trial whose node went away (a reclaimed spot instance) restarts from its checkpoint.
-            failure_config=tune.FailureConfig(max_failures=max_failures),
-            verbose=0,
-        ),
+    epochs = max(max_epochs(stage.params), 1)
+    return ASHAScheduler(
+        time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=epochs,
+        grace_period=min(stage.search.grace_period, epochs), reduction_factor=stage.search.reduction_factor,
     )
 
 
-def restore_or_build(trainable, *, resume: bool, storage_path: str, name: str, **kw) -> tune.Tuner:
-    """Continue an interrupted unit where Ray left it (finished trials are not rerun), else start it."""
-    path = join_storage(storage_path, name)
-    if resume and tune.Tuner.can_restore(path):
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
-    return build_tuner(trainable, storage_path=storage_path, name=name, **kw)
+def trial_placement(config: dict):
+    """Each trial asks for its own space's resources (spaces of one search may differ)."""
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    r = config["resources"]
+    return PlacementGroupFactory([{"CPU": r["cpu"], "GPU": r["gpu"]}])
+
+
+def trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def experiment_path(storage_path: str) -> str:
+    from ecgtune.paths import join_storage
+
+    return join_storage(storage_path, TUNE_EXPERIMENT)
+
+
+def has_tune_state(path: str) -> bool:
+    """Whether Tune saved the state of this experiment (its trials and searcher) to go on from.
+    (Tuner.can_restore looks for the Tuner's own file, which tune.run does not write.)"""
+    import pyarrow.fs
+
+    from ecgtune.paths import is_uri
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(path) if is_uri(path) else (pyarrow.fs.LocalFileSystem(), path)
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except OSError:
+        return False
+    return any(e.base_name.startswith("experiment_state-") and e.base_name.endswith(".json") for e in entries)
+
+
+def run_trials(*, plan: list[Unit], param_spaces: dict[str, dict], datasets: dict, searcher: UnitSearcher,
+               callbacks: list, storage_path: str, resume: bool, max_failures: int):
+    """Run every trial of the plan; returns when all are done, the search was interrupted (Ctrl-C:
+    Tune saves its state and returns), or a callback raised."""
+    from ecgtune.training.trainable import train_fn
+
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(MAX_PENDING_TRIALS))
+    units = {u.key: u for u in plan}
+    trainable = tune.with_resources(tune.with_parameters(train_fn, datasets=datasets), trial_placement)
+    can_resume = resume and has_tune_state(experiment_path(storage_path))
+    return tune.run(
+        trainable,
+        name=TUNE_EXPERIMENT,
+        storage_path=storage_path,
+        search_alg=searcher,
+        scheduler=UnitSchedulers(lambda key: unit_scheduler(units[key].space, units[key].stage)),
+        num_samples=sum(u.planned_trials for u in plan),
+        # Trials are seconds long: starting a fresh actor for each would dominate on a small machine.
+        reuse_actors=True,
+        trial_dirname_creator=trial_dirname,
+        callbacks=callbacks,
+        # Trials checkpoint only when validation improves; the latest is the best.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # A trial whose node went away (a reclaimed spot instance) restarts from its checkpoint.
+        max_failures=max_failures,
+        raise_on_failed_trial=False,
+        verbose=0,
+        # --resume: finished trials stay, unfinished and failed ones go on from their last checkpoint
+        # under the same trial id (so each keeps its MLflow run).
+        resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME) if can_resume else None,
+    )

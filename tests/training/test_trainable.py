@@ -12,19 +12,24 @@ from ecgtune.training.trainable import train_fn
 from tests.conftest import synthetic_examples
 
 
-def _config(stage="pretrain", patient=None, **train):
+def _config(stage="pretrain", patient=None, init_weights=None, **train):
     return {
         "train": {**TRAIN_DEFAULTS, "epochs": 3, "batch_size": 16, **train},
         "model": {"name": "cnn1d_residual", "hparams": {}},
         "stage": stage, "patient": patient,
         "metric": "val_balanced_accuracy", "mode": "max",
+        "data": "synthetic", "init_weights": init_weights,
     }
 
 
-def _fit(tmp_path, config, init_states=None):
+def _fit(tmp_path, config):
+    import ray
+
     examples = synthetic_examples()
     labels = assign_split("per_patient", examples)
-    trainable = tune.with_parameters(train_fn, examples=examples, split_labels=labels, init_states=init_states)
+    # As the search hands them over: one object-store reference per dataset, fetched by the trials using it.
+    datasets = {"synthetic": ray.put((examples, labels)), "unused": ray.put(None)}
+    trainable = tune.with_parameters(train_fn, datasets=datasets)
     tuner = tune.Tuner(
         trainable, param_space=config,
         run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="t", verbose=0),
@@ -50,8 +55,12 @@ def test_pretrain_learns_reports_every_epoch_and_checkpoints_the_best(ray_local,
 def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_local, tmp_path):
     from ecgtune.models import create_model
 
+    from ecgtune.training.checkpoint import write_weights
+
     pretrained = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).state_dict()
-    result = _fit(tmp_path, _config("finetune", "100", freeze_features=True, epochs=2), init_states={"cnn1d_residual": pretrained})
+    weights = str(tmp_path / "starting_weights" / "source.pt")
+    write_weights(weights, pretrained)
+    result = _fit(tmp_path, _config("finetune", "100", init_weights=weights, freeze_features=True, epochs=2))
     with result.checkpoint.as_directory() as d:
         state = load_state(d)["model_state"]
     features = [k for k in pretrained if not k.startswith("head.")]
@@ -62,3 +71,25 @@ def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_loca
 def test_early_stopping_and_schedulers(ray_local, tmp_path):
     result = _fit(tmp_path, _config(epochs=8, early_stopping_patience=1, lr_scheduler="cosine", lr=1e-6))
     assert result.metrics["epoch"] < 8  # a learning rate this small stops improving at once
+
+
+def test_a_trial_reports_where_it_ran_and_trains_on_the_cpu_without_a_gpu(ray_local, tmp_path):
+    result = _fit(tmp_path, _config(epochs=1))
+    assert result.metrics["node_id"] == ray_local.get_runtime_context().get_node_id()
+    assert result.metrics["gpu_ids"] == ""  # given no GPU
+
+
+@pytest.mark.parametrize(
+    "gpu_ids,cuda,visible,expected",
+    [
+        ([], True, None, "cpu"),  # Ray no longer hides GPUs from a trial given none: never take one
+        (["1"], False, "1", "cpu"),  # a logical GPU on a machine without CUDA (the fake cluster)
+        (["1"], True, "1", "cuda:0"),  # Ray made the assigned GPU the only visible one
+        (["2"], True, "0,1,2,3", "cuda:2"),  # all visible: the assigned one by its position
+        (["3"], True, None, "cuda:3"),  # no CUDA_VISIBLE_DEVICES: the id names the device
+    ],
+)
+def test_a_trial_uses_exactly_the_gpu_ray_assigned(gpu_ids, cuda, visible, expected):
+    from ecgtune.training.trainable import trial_device
+
+    assert str(trial_device(gpu_ids, cuda, visible)) == expected

@@ -68,7 +68,8 @@ def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(regis
     the source name is the transfer section's task, dataset, split and stage, with the unit's model."""
     from ecgtune.spaces import load_space
     from ecgtune.training.checkpoint import save_state
-    from ecgtune.tuning.search import pretrained_weights, source_name
+    from ecgtune.tuning.plan import source_name
+    from ecgtune.tuning.search import pretrained_weights
 
     client, exp = registry
     space = load_space("mi_transfer")
@@ -91,7 +92,8 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
     """A champion pre-trained on another split or preprocessing may have seen a patient's test windows."""
     from ecgtune.errors import EcgtuneError
     from ecgtune.spaces import load_space
-    from ecgtune.tuning.search import pretrained_weights, source_name
+    from ecgtune.tuning.plan import source_name
+    from ecgtune.tuning.search import pretrained_weights
 
     client, exp = registry
     space = load_space("finetune_patients")
@@ -104,30 +106,21 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
         pretrained_weights(client, space, "cnn1d_residual", data_key="per-patient-data")
 
 
-def test_finetuning_falls_back_to_this_searchs_own_pretraining(registry, tmp_path):
-    """A better champion from other data keeps the alias; the search's own pre-training is used instead."""
-    from ecgtune.spaces import load_space
-    from ecgtune.training.checkpoint import save_state
-    from ecgtune.tuning.search import pretrained_weights, source_name
-
+def test_a_unit_finalised_again_reuses_the_version_it_registered(registry):
+    """A search killed between registering a unit's model and recording it finalises the unit again on
+    --resume: the version found by its tag is reused, not registered a second time."""
     client, exp = registry
-    space = load_space("finetune_patients")
-    name = source_name(space, "cnn1d_residual")[0]
-    versions = {}
-    for data_key, value in (("quickstart-data", 0.99), ("study-data", 0.5)):
-        run = client.create_run(exp)
-        model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
-        ckpt = tmp_path / data_key
-        ckpt.mkdir()
-        save_state(ckpt, {"model_state": model.state_dict()})
-        client.log_artifacts(run.info.run_id, str(ckpt), "checkpoint")
-        versions[data_key] = (model, promotion.promote(
-            client, name=name, run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 128).numpy(),
-            metric="val_balanced_accuracy", value=value, mode="max", tags={"data_key": data_key}))
-    own_model, own = versions["study-data"]
-    assert not own.champion
-    weights = pretrained_weights(client, space, "cnn1d_residual", data_key="study-data", own_version=own.version)
-    assert all(torch.equal(weights[k], v) for k, v in own_model.state_dict().items())
+    run = client.create_run(exp)
+    model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128).eval()
+    kw = dict(name="ecgtune-test-model", run_id=run.info.run_id, model=model, example=torch.zeros(2, 1, 128).numpy(),
+              metric="val_balanced_accuracy", value=0.8, mode="max",
+              tags={promotion.INVOCATION_TAG: "20261122-000000-abcdef/space/scratch-cnn1d_residual-100"})
+    first = promotion.promote(client, **kw)
+    again = promotion.promote(client, **kw)
+    assert again.version == first.version and again.champion
+    assert len(client.search_model_versions("name='ecgtune-test-model'")) == 1
+    other = promotion.promote(client, **{**kw, "tags": {promotion.INVOCATION_TAG: "another-search/unit"}})
+    assert other.version != first.version
 
 
 def test_git_revision_is_the_checkout_or_the_one_an_image_was_built_from(monkeypatch):

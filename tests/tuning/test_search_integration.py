@@ -20,17 +20,10 @@ SPACES = {  # space -> (extra CLI args, expected trials, expected registered mod
     "quickstart": ([], 2, [_name("pretrain")]),
     "pretrain_mitdb": ([], 1, [_name("pretrain")]),
     "individuals_patients": (["--patients", "100,208"], 36, [_name("scratch", p) for p in ("100", "208")]),
-    "finetune_patients": (
-        ["--patients", "100,208"], 1 + 36 + 36,
-        [_name("pretrain")] + [_name(s, p) for s in ("scratch", "finetune") for p in ("100", "208")],
-    ),
     "heartbeat_seed": (
         ["--models", "cnet"], 1, ["ecgtune-aami_beats-mitdb-random_beats-scratch-cnet-smoke"],
     ),
-    "mi_scratch": (
-        [], 4 * 2, [f"ecgtune-mi_beats-ptbxl-folds-scratch-{m}-smoke" for m in ("cnet", "seq2seq", "bilstm", "bigru")],
-    ),
-}
+}  # finetune_patients, heartbeat_aami, mi_scratch and mi_transfer run together in test_all_pairs_*
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))
@@ -64,8 +57,6 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
     for name in models:
         version = client.get_model_version_by_alias(name, "champion")
         assert {"space_file", "split", "git_revision", "data_key", "test_balanced_accuracy"} <= set(version.tags)
-    if space == "finetune_patients":
-        assert "scratch vs fine-tuned" in out
 
 
 def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ray_local, mlflow_uri):
@@ -88,35 +79,69 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     assert set(np.unique(predictions)) <= {0, 1}
 
 
-def test_interrupted_search_resumes_without_duplicating_trials_or_runs(real_data_dir, ray_local, mlflow_uri, monkeypatch):
-    from ecgtune.tuning import selection
+def _lines_until(proc, pattern: str, timeout: float) -> list[str]:
+    """Read the search's output until a line matches ``pattern``."""
+    import re
+    import time
 
-    real_select = selection.select_best
-    calls = {"n": 0}
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return seen
+    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)[-4000:]}")
 
-    def crash_on_second_unit(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second patient's trials all finished; the driver dies before selection
-            raise KeyboardInterrupt
-        return real_select(*args, **kwargs)
 
-    monkeypatch.setattr(selection, "select_best", crash_on_second_unit)
-    args = ["search", "--space", "individuals_patients", "--patients", "100,208", "--smoke-test",
-            "--mlflow-uri", mlflow_uri, "--data-dir", str(real_data_dir)]
-    with pytest.raises(KeyboardInterrupt):
-        main(args)
-    _, parents, children = runs_of(mlflow_uri, "individuals_patients-smoke")
+def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeating_trials(real_data_dir, tmp_path):
+    """SIGTERM (what `ray job stop` sends; Ctrl-C takes the same path) mid-search: Tune saves its state, the
+    runs are closed as KILLED, exit 130; --resume runs only what was missing and promotes each unit once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "ECGTUNE_HOME": str(tmp_path / "home"), "ECGTUNE_DATA_DIR": str(real_data_dir),
+           "PYTHONUNBUFFERED": "1"}
+    args = [str(Path(sys.executable).with_name("ecgtune")), "search", "--space", "individuals_patients",
+            "--patients", "100,208", "--smoke-test", "--mlflow-uri", uri]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Patient 100's unit is selected and promoted; patient 208's trials are still in flight.
+        _lines_until(proc, r"scratch-cnn1d_residual-100: val_balanced_accuracy", timeout=600)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, rest[-4000:]
+    assert "interrupted" in rest and "--resume" in rest and "Traceback (most recent call last)" not in rest
+    client, parents, children = runs_of(uri, "individuals_patients-smoke")
     assert [p.info.status for p in parents] == ["KILLED"]
-    assert not [c for c in children if c.info.status == "RUNNING"]  # nothing left RUNNING after a crash
-    assert len(children) == 36
+    assert not [c for c in children if c.info.status == "RUNNING"]  # nothing left RUNNING
+    before = {c.data.tags["ecgtune.trial_id"]: c.info.status for c in children}
+    assert 18 <= len(before) < 36 or any(s == "KILLED" for s in before.values())
 
-    monkeypatch.setattr(selection, "select_best", real_select)
-    assert main([*args, "--resume"]) == 0
-    client, parents_after, children_after = runs_of(mlflow_uri, "individuals_patients-smoke")
+    resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    client, parents_after, children_after = runs_of(uri, "individuals_patients-smoke")
     assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]  # the same parent run
     assert parents_after[0].info.status == "FINISHED"
-    assert len(children_after) == 36  # the 18 finished trials of patient 208 were not run again
-    versions = client.search_model_versions(f"name='{_name('scratch', '100')}'")
-    assert len(versions) == 1  # patient 100 was promoted once, before the crash, and not again
+    assert len(children_after) == 36 and all(c.info.status == "FINISHED" for c in children_after)
+    assert len({c.data.tags["ecgtune.trial_id"] for c in children_after}) == 36  # one run per trial
+    finished_before = {t for t, s in before.items() if s == "FINISHED"}
+    rerun = [c for c in children_after if c.data.tags["ecgtune.trial_id"] in finished_before
+             and len(client.get_metric_history(c.info.run_id, "epoch")) > 1]
+    assert not rerun  # a trial that had finished was not trained again
+    for patient in ("100", "208"):
+        versions = client.search_model_versions(f"name='{_name('scratch', patient)}'")
+        assert len(versions) == 1  # each unit promoted once, patient 100 before the stop
+    selected = [c for c in children_after if c.data.tags.get("ecgtune.selected") == "true"]
+    assert len(selected) == 2
 
-    assert main([*args, "--resume"]) == 2  # nothing left to resume: a clear error, not a new search
+    resumed_again = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed_again.returncode == 2 and "nothing to resume" in resumed_again.stderr

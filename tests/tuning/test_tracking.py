@@ -1,6 +1,5 @@
 """The per-trial MLflow callback against a real SQLite store."""
 
-import pickle
 from types import SimpleNamespace
 
 from ecgtune.tuning import tracking
@@ -21,16 +20,23 @@ def _setup(tmp_path):
     return uri, client, exp, parent
 
 
-def test_a_restored_callback_finds_the_trials_run_instead_of_opening_another(tmp_path):
-    uri, client, exp, parent = _setup(tmp_path)
-    callback = tracking.MLflowTrialRuns(uri, exp, parent, tags={"ecgtune.stage": "scratch"})
-    trial = FakeTrial(trial_id="abc_00001", config={"train": {"lr": 0.01}, "stage": "scratch"}, checkpoint=None)
-    callback.on_trial_start(0, [trial], trial)
-    callback.on_trial_result(0, [trial], trial, {"epoch": 1, "val_balanced_accuracy": 0.7, "time_this_iter_s": 3.0})
+def _config(**extra):
+    return {"train": {"lr": 0.01}, "stage": "scratch", "space": "tracking-test", "unit": "tracking-test/scratch-cnet-100",
+            "patient": "100", "model": {"name": "cnet", "hparams": {}}, **extra}
 
-    restored = pickle.loads(pickle.dumps(callback))  # what Tuner.restore does with run_config callbacks
+
+def test_a_resumed_search_finds_the_trials_run_instead_of_opening_another(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="abc_00001", config=_config(), checkpoint=None)
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_result(0, [trial], trial, {"epoch": 1, "val_balanced_accuracy": 0.7, "time_this_iter_s": 3.0,
+                                                 "node_id": "n1", "gpu_ids": ""})
+
+    # --resume builds the callback anew: it finds the run by the trial's id.
+    restored = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)}, resumed=True)
     restored.on_trial_start(0, [trial], trial)
-    restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.8})
+    restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.8, "node_id": "n2", "gpu_ids": "1"})
     restored.on_trial_complete(0, [trial], trial)
 
     runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
@@ -40,12 +46,15 @@ def test_a_restored_callback_finds_the_trials_run_instead_of_opening_another(tmp
     history = client.get_metric_history(run.info.run_id, "val_balanced_accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.8)]
     assert "time_this_iter_s" not in run.data.metrics  # Ray's bookkeeping stays out of MLflow
+    # The unit's tags, and where the trial ran last (a retried trial may move to another node).
+    assert run.data.tags["ecgtune.unit"] == "tracking-test/scratch-cnet-100" and run.data.tags["ecgtune.patient"] == "100"
+    assert run.data.tags["ray.node_id"] == "n2" and run.data.tags["ray.gpu_ids"] == "1"
 
 
 def test_close_open_runs_leaves_nothing_running(tmp_path):
     uri, client, exp, parent = _setup(tmp_path)
-    callback = tracking.MLflowTrialRuns(uri, exp, parent, tags={})
-    trial = FakeTrial(trial_id="t1", config={}, checkpoint=None)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="t1", config=_config(), checkpoint=None)
     callback.on_trial_start(0, [trial], trial)
     tracking.close_open_runs(client, exp, parent, "KILLED")
     statuses = {r.info.status for r in client.search_runs([exp])}

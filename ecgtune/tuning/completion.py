@@ -1,0 +1,77 @@
+"""Noticing that a unit is complete: every one of its planned trials has finished or failed.
+
+A Tune callback on the driver gathers each finished trial's outcome by unit and hands a complete unit to
+``on_unit_complete`` (selection, test and promotion run beside Tune, see `ecgtune.tuning.finalize`). On
+``--resume`` Tune restores finished trials without calling back for them, so the first step reads them
+from the restored trial list.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from ray.tune import Callback
+
+from ecgtune.tuning.selection import TrialOutcome
+
+
+def outcome_of(trial) -> TrialOutcome:
+    result = trial.last_result or {}
+    value = result.get("best_metric", float("nan"))
+    error = None
+    if trial.status == "ERROR":
+        error = _error_text(trial)
+    return TrialOutcome(
+        trial_id=trial.trial_id,
+        value=float(value) if isinstance(value, (int, float)) and math.isfinite(value) else float("nan"),
+        checkpoint=trial.checkpoint,
+        config=trial.config,
+        error=error,
+    )
+
+
+def _error_text(trial) -> str:
+    try:
+        return str(trial.get_error()).strip().splitlines()[-1][:500]
+    except Exception:  # the error file may be gone; the status says enough
+        return "the trial failed"
+
+
+class UnitCompletion(Callback):
+    """Args:
+        planned: the number of trials of each unit, by unit key.
+        done: keys of the units already selected and promoted (a resumed search skips them).
+        on_unit_complete: called with (unit key, outcomes in the unit's trial order), once per unit.
+    """
+
+    def __init__(self, planned: dict[str, int], done: set[str], on_unit_complete: Callable[[str, list], None]):
+        self.planned, self.on_unit_complete = planned, on_unit_complete
+        self.handed_on = set(done)
+        self.outcomes: dict[str, dict[str, TrialOutcome]] = {}  # unit key -> trial id -> outcome
+        self.read_restored = False
+
+    def _record(self, trial) -> None:
+        key = trial.config["unit"]
+        if key in self.handed_on:
+            return
+        unit = self.outcomes.setdefault(key, {})
+        unit[trial.trial_id] = outcome_of(trial)
+        if len(unit) == self.planned[key]:
+            outcomes = sorted(unit.values(), key=lambda o: o.config["unit_trial"])
+            del self.outcomes[key]  # the driver keeps nothing per trial once its unit is handed on
+            self.handed_on.add(key)
+            self.on_unit_complete(key, outcomes)
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self.read_restored:
+            self.read_restored = True
+            for trial in trials:
+                if trial.status in ("TERMINATED", "ERROR"):
+                    self._record(trial)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial)

@@ -1,0 +1,207 @@
+"""What happens to a complete unit, beside the running trials: selection on validation, the one test
+evaluation, the MLflow record, the promotion, and (for a unit others start from) the starting weights
+that make its dependants ready.
+
+Units are finalised one at a time on a driver thread, so Tune keeps starting trials meanwhile. The
+record of what is done (`SearchState`) is written only after a unit's promotion, so a search killed half
+way through a unit finalises it again on ``--resume``: selection is deterministic and the promotion
+reuses the version an earlier attempt registered, so nothing is logged or registered twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from ray.tune import Callback
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.paths import join_storage
+from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning.plan import Unit
+
+
+@dataclass
+class UnitSummary:
+    """The outcome of one unit: the selected configuration, its validation and test figures."""
+
+    space: str  # the experiment (the space's name, -smoke for smoke runs)
+    stage: str
+    model: str
+    patient: str | None
+    config: dict
+    val_metric: float
+    test: dict
+    run_id: str
+    registered_model: str
+    version: str
+    champion: bool
+    failed_trials: int = 0
+
+
+class Readiness:
+    """Which units may start: a unit starts once the weights it starts from are written. Shared by Tune's
+    searcher (the main thread) and the finaliser thread."""
+
+    def __init__(self, weights: dict[str, str]):
+        self._lock = threading.Lock()
+        self._weights = dict(weights)  # registered name -> location of its starting weights
+        self.error: BaseException | None = None
+
+    def starting_point(self, unit: Unit) -> dict | None:
+        if unit.source is None:
+            return {"init_weights": None}
+        with self._lock:
+            location = self._weights.get(unit.source)
+        return None if location is None else {"init_weights": location}
+
+    def provide(self, name: str, location: str) -> None:
+        with self._lock:
+            self._weights[name] = location
+
+    def abort(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+
+    def aborted(self) -> bool:
+        return self.error is not None
+
+
+class StopOnError(Callback):
+    """A Tune callback that ends the run at its next step once a unit's finalisation failed: the search
+    fails now instead of training trials whose units could not be selected either."""
+
+    def __init__(self, readiness: Readiness):
+        self.readiness = readiness
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.readiness.error is not None:
+            raise self.readiness.error
+
+
+def weights_location(storage_path: str, name: str) -> str:
+    return join_storage(storage_path, "starting_weights", f"{name}.pt")
+
+
+@dataclass(frozen=True)
+class SpaceRecord:
+    """Where one space's runs go, and the data its units were trained on."""
+
+    experiment_id: str
+    parent_run_id: str
+    data: object  # PreparedData
+
+
+class Finalizer:
+    """Finalises complete units on one thread, in the order they complete.
+
+    Args:
+        plan: the units, by key.
+        spaces: per experiment name, its MLflow experiment, parent run and prepared data.
+        state: the search's resumable record; a unit is marked done there after its promotion.
+        readiness: told of every starting weight written, and of the first error.
+        sources: the registered names some unit of the plan starts from.
+        echo: where the one line per unit goes.
+    """
+
+    def __init__(self, *, mlflow_uri: str, plan: dict[str, Unit], spaces: dict[str, SpaceRecord], state, readiness: Readiness,
+                 sources: set[str], echo):
+        self.mlflow_uri, self.plan, self.spaces, self.state = mlflow_uri, plan, spaces, state
+        self.readiness, self.sources, self.echo = readiness, sources, echo
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecgtune-finalize")
+        self._client = None
+
+    @property
+    def mlflow(self):
+        if self._client is None:
+            self._client = tracking.client(self.mlflow_uri)
+        return self._client
+
+    def submit(self, key: str, outcomes: list) -> Future:
+        future = self.pool.submit(self._finalize, self.plan[key], outcomes)
+        future.add_done_callback(self._note_error)
+        return future
+
+    def _note_error(self, future: Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.readiness.abort(future.exception())
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the unit being finalised (and, unless ``cancel``, the queued ones)."""
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def _finalize(self, unit: Unit, outcomes: list) -> None:
+        if self.readiness.aborted():
+            return
+        # A unit others start from leaves its selected weights where their trials read them.
+        weights = weights_location(self.state.storage_path, unit.registered_name) if unit.registered_name in self.sources else None
+        summary = finalize_unit(
+            self.mlflow, unit, outcomes, self.spaces[unit.space.experiment_name], self.state.invocation, weights_to=weights
+        )
+        if weights:
+            self.state.weights[unit.registered_name] = weights
+        self.state.mark_unit(unit.key, asdict(summary))
+        if weights:
+            self.readiness.provide(unit.registered_name, weights)
+        self.echo(unit_line(unit, summary))
+
+
+def unit_line(unit: Unit, s: UnitSummary) -> str:
+    failed = f", {s.failed_trials} of {unit.planned_trials} trials failed" if s.failed_trials else ""
+    return (
+        f"  {unit.key}: {unit.space.metric} {s.val_metric:.4f}, "
+        f"test balanced accuracy {s.test.get('test_balanced_accuracy', float('nan')):.4f}, "
+        f"test macro F1 {s.test.get('test_f1_macro', float('nan')):.4f}, "
+        f"{s.registered_model} v{s.version}{' (champion)' if s.champion else ''}{failed}"
+    )
+
+
+def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocation: str, weights_to: str | None = None) -> UnitSummary:
+    """Select on validation, evaluate on test once, log it on the selected run, promote; write the selected
+    weights to ``weights_to`` when given."""
+    from ecgtune.training.checkpoint import write_weights
+    from ecgtune.tuning.artifacts import log_confusion_matrix
+    from ecgtune.tuning.selection import evaluate_test, select_best
+
+    space, data = unit.space, record.data
+    failed = [o for o in outcomes if o.error]
+    if len(failed) * 2 > len(outcomes):
+        # Most trials failing is a finding in itself (out of memory at large batches, say), not noise.
+        mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
+    best = select_best(outcomes, space.mode, unit.key)
+    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient)
+    run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)
+    if run is None:
+        raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")
+    run_id = run.info.run_id
+    for name, value in evaluation.metrics.items():
+        if np.isfinite(value):
+            mlf.log_metric(run_id, name, value)
+            mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
+    mlf.set_tag(run_id, "ecgtune.selected", "true")
+    log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {unit.name}: test")
+
+    headline = ("test_balanced_accuracy", "test_f1_macro", "test_precision_macro", "test_recall_macro")
+    promoted = promotion.promote(
+        mlf,
+        name=unit.registered_name,
+        run_id=run_id, model=evaluation.model, example=data.examples.x[:2].copy(), metric=space.metric,
+        value=evaluation.state["best"], mode=space.mode,
+        tags={
+            "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
+            "data_key": data.key, "git_revision": promotion.git_revision(), "stage": unit.stage.stage,
+            "patient": unit.patient or "all", "best_epoch": evaluation.state["epoch"],
+            promotion.INVOCATION_TAG: f"{invocation}/{unit.key}",
+            **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
+        },
+    )
+    if weights_to:
+        write_weights(weights_to, evaluation.state["model_state"])
+    return UnitSummary(
+        space=space.experiment_name, stage=unit.stage.stage, model=unit.model.name, patient=unit.patient,
+        config=dict(best.config["train"]), val_metric=float(evaluation.state["best"]), test=evaluation.metrics,
+        run_id=run_id, registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
+        failed_trials=len(failed),
+    )

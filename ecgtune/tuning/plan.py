@@ -1,0 +1,118 @@
+"""A search as one schedule: the units of one or several spaces, and what each unit waits for.
+
+A unit is (space, stage, model[, patient]): one hyperparameter search with its own search algorithm and
+scheduler state, one selection on validation, one test evaluation, one promotion. A fine-tuning unit
+starts from the weights of a registered model; when a unit of the same schedule trains that model, it
+waits for that unit, otherwise it starts from the registry's champion. Every unit whose inputs are ready
+is in flight at the same time (see `ecgtune.tuning.searcher`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec
+from ecgtune.tuning import promotion
+
+
+def registered_name(space: SearchSpace, stage: str, model: str, patient: str | None) -> str:
+    return promotion.registered_name(
+        task=space.task, dataset=space.dataset, split=space.split, stage=stage, model=model,
+        patient=patient, smoke=space.smoke_test,
+    )
+
+
+def source_name(space: SearchSpace, model: str) -> tuple[str, str]:
+    """The registered model a finetune stage starts from, and the dataset it was trained on: the space's
+    own pre-training, or the champion its ``transfer`` section names."""
+    t = space.transfer
+    if t is None:
+        return registered_name(space, "pretrain", model, None), space.dataset
+    name = promotion.registered_name(
+        task=t.task, dataset=t.dataset, split=t.split, stage=t.stage, model=model, smoke=space.smoke_test
+    )
+    return name, t.dataset
+
+
+@dataclass(frozen=True)
+class Unit:
+    space: SearchSpace
+    stage: StageSpec
+    model: ModelSpec
+    patient: str | None
+    source: str | None = None  # finetune: the registered model whose weights it starts from
+    depends_on: str | None = None  # the unit of this schedule that trains ``source``, if any
+
+    @property
+    def name(self) -> str:
+        """Unique within a space: ``<stage>-<model>[-<patient>]``."""
+        return "-".join([self.stage.stage, self.model.name] + ([self.patient] if self.patient else []))
+
+    @property
+    def key(self) -> str:
+        """Unique within a schedule: ``<experiment>/<name>``."""
+        return f"{self.space.experiment_name}/{self.name}"
+
+    @property
+    def registered_name(self) -> str:
+        return registered_name(self.space, self.stage.stage, self.model.name, self.patient)
+
+    @property
+    def seed(self) -> int:
+        """A stable seed for the unit's sampling (Python's hash() is salted per process)."""
+        return int(hashlib.sha256(self.key.encode()).hexdigest()[:8], 16)
+
+    @property
+    def planned_trials(self) -> int:
+        """Grid: every combination ``num_samples`` times (Tune's rule); random and Optuna: ``num_samples``."""
+        grid = [len(d.values) for d in self.stage.domains().values() if d.kind == "grid"]
+        return math.prod(grid) * self.stage.search.num_samples
+
+
+def units_of(space: SearchSpace) -> list[Unit]:
+    """Whole-dataset stages model by model, then patient by patient every per-patient stage."""
+    whole = [(s, m, None) for s in space.stages if not s.per_patient for m in space.models]
+    per_patient = [(s, m, p) for p in space.patients for m in space.models for s in space.stages if s.per_patient]
+    units = []
+    for stage, model, patient in whole + per_patient:
+        source = source_name(space, model.name)[0] if stage.stage == "finetune" else None
+        units.append(Unit(space, stage, model, patient, source=source))
+    return units
+
+
+def build_plan(spaces: list[SearchSpace]) -> list[Unit]:
+    """The units of ``spaces`` in the order their trials are asked for: first the units others wait for
+    (they lie on the longest chain), then the rest in each space's own order.
+
+    Raises:
+        EcgtuneError: a space given twice, or two units that would register the same model (their
+            champions would be compared on different validation sets).
+    """
+    names = [s.experiment_name for s in spaces]
+    if len(set(names)) != len(names):
+        raise EcgtuneError(f"--space: each space at most once in a search, got {names}")
+    units = [u for space in spaces for u in units_of(space)]
+    trained_by: dict[str, Unit] = {}
+    for unit in units:
+        other = trained_by.setdefault(unit.registered_name, unit)
+        if other is not unit:
+            raise EcgtuneError(
+                f"spaces {other.space.name!r} and {unit.space.name!r} both train {unit.registered_name!r}: "
+                "run them in separate searches"
+            )
+    linked = [
+        Unit(u.space, u.stage, u.model, u.patient, source=u.source,
+             depends_on=trained_by[u.source].key if u.source in trained_by else None)
+        for u in units
+    ]
+    waited_for = {u.depends_on for u in linked if u.depends_on}
+    return sorted(linked, key=lambda u: u.key not in waited_for)  # stable: the spaces' order otherwise
+
+
+def external_sources(plan: list[Unit]) -> dict[str, Unit]:
+    """Registered models the plan starts from but does not train: their champions must exist already.
+    One unit per source, to name the space in an error."""
+    return {u.source: u for u in plan if u.source and not u.depends_on}

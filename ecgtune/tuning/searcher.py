@@ -1,0 +1,242 @@
+"""One Tune searcher and one trial scheduler for a whole schedule of units.
+
+Every unit keeps its own search (its grid or random samples, or its own Optuna study) and its own ASHA
+brackets; units never share them. The searcher hands Tune a configuration of the first unit, in plan
+order, that is ready (what it starts from exists) and has trials left, so the cluster's slots fill with
+trials of many units at once instead of one unit after another.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Callable
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from ecgtune.tuning.plan import Unit
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class UnitTrials:
+    """The configurations of one unit, asked for one at a time."""
+
+    def __init__(self, unit: Unit, param_space: dict):
+        self.unit, self.param_space = unit, param_space
+        self.suggested = 0
+        self.in_flight = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.suggested >= self.unit.planned_trials
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.unit.stage.search.concurrency or self.unit.planned_trials
+
+    def can_suggest(self) -> bool:
+        return not self.exhausted and self.in_flight < self.max_concurrent
+
+    def next_config(self, trial_id: str) -> dict:
+        raise NotImplementedError
+
+    def suggest(self, trial_id: str, extra: dict) -> dict:
+        # unit_trial numbers the unit's trials: selection breaks ties by it, the same way on every resume.
+        config = deep_merge(self.next_config(trial_id), {**extra, "unit_trial": self.suggested + 1})
+        self.suggested += 1
+        self.in_flight += 1
+        return config
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        pass
+
+    def on_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
+        self.in_flight -= 1
+
+
+class VariantTrials(UnitTrials):
+    """A grid (every combination ``num_samples`` times) or random samples, expanded once by Tune's own
+    variant generator with the unit's seed: the same list on every resume."""
+
+    def __init__(self, unit: Unit, param_space: dict):
+        super().__init__(unit, param_space)
+        import numpy as np
+        from ray.tune.search.variant_generator import generate_variants
+
+        rng = np.random.RandomState(unit.seed % 2**32)
+        self.variants = [
+            spec
+            for _ in range(unit.stage.search.num_samples)
+            for _, spec in generate_variants(copy.deepcopy(param_space), random_state=rng)
+        ]
+
+    def next_config(self, trial_id: str) -> dict:
+        return self.variants[self.suggested]
+
+
+class OptunaTrials(UnitTrials):
+    """The unit's own Optuna study (TPE): random for its first ``n_startup_trials``, then modelled on the
+    finished ones. It is told each trial's best validation value (``best_metric``), not its last."""
+
+    def __init__(self, unit: Unit, param_space: dict):
+        super().__init__(unit, param_space)
+        import optuna
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study created, dozens per search
+        search = unit.stage.search
+        self.optuna = OptunaSearch(
+            space=OptunaSearch.convert_search_space(param_space), metric="best_metric", mode=unit.space.mode,
+            sampler=TPESampler(seed=unit.seed % 2**32, n_startup_trials=search.startup_trials),
+        )
+
+    def next_config(self, trial_id: str) -> dict:
+        return deep_merge(self.param_space, self.optuna.suggest(trial_id))
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        self.optuna.on_trial_result(trial_id, result)
+
+    def on_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
+        super().on_complete(trial_id, result, error)
+        self.optuna.on_trial_complete(trial_id, result=result, error=error)
+
+
+def unit_trials(unit: Unit, param_space: dict) -> UnitTrials:
+    return (OptunaTrials if unit.stage.search.algorithm == "optuna" else VariantTrials)(unit, param_space)
+
+
+class UnitSearcher(Searcher):
+    """Tune's searcher for a schedule.
+
+    Args:
+        plan: the units, in the order their trials are asked for.
+        param_spaces: each unit's param space (Tune domains and fixed values), by unit key.
+        starting_point: ``starting_point(unit)`` is the config a unit's trials add (where its weights come
+            from), or None while what it starts from does not exist yet.
+        aborted: true once the search must stop asking for trials (a unit's selection failed).
+        done: units already selected and promoted.
+    """
+
+    def __init__(self, plan: list[Unit], param_spaces: dict[str, dict], starting_point: Callable[[Unit], dict | None],
+                 aborted: Callable[[], bool], done: set[str] = frozenset()):
+        super().__init__(metric=None, mode=None)
+        # A unit already selected and promoted (--resume) is never asked for trials again.
+        self.units = {u.key: unit_trials(u, param_spaces[u.key]) for u in plan if u.key not in done}
+        self.starting_point, self.aborted = starting_point, aborted
+        self.unit_of: dict[str, str] = {}  # trial id -> unit key, while the trial is in flight
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # every unit has its own metric, mode and space
+
+    def suggest(self, trial_id: str):
+        if self.aborted() or all(u.exhausted for u in self.units.values()):
+            return Searcher.FINISHED
+        for key, trials in self.units.items():
+            if not trials.can_suggest():
+                continue
+            extra = self.starting_point(trials.unit)
+            if extra is None:
+                continue  # waits for the champion it starts from
+            self.unit_of[trial_id] = key
+            return trials.suggest(trial_id, extra)
+        return None  # every unit with trials left is waiting or at its concurrency limit
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.unit_of.get(trial_id) in self.units:
+            self.units[self.unit_of[trial_id]].on_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.unit_of.pop(trial_id, None)
+        if key in self.units:
+            self.units[key].on_complete(trial_id, result, error)
+
+    def planned(self, key: str) -> int:
+        return self.units[key].unit.planned_trials
+
+    # Tune saves the searcher beside its trials and restores both on --resume, so a resumed search
+    # neither repeats nor skips a configuration. Only the progress is saved: the plan is rebuilt.
+    def get_state(self) -> dict:
+        return {
+            "unit_of": self.unit_of,
+            "units": {
+                key: {"suggested": t.suggested, "in_flight": t.in_flight,
+                      "optuna": t.optuna if isinstance(t, OptunaTrials) else None}
+                for key, t in self.units.items()
+            },
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.unit_of = state["unit_of"]
+        for key, saved in state["units"].items():
+            trials = self.units.get(key)
+            if trials is None:
+                continue  # resume refuses another plan before Tune starts; this is belt and braces
+            trials.suggested, trials.in_flight = saved["suggested"], saved["in_flight"]
+            if saved["optuna"] is not None:
+                trials.optuna = saved["optuna"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+class UnitSchedulers(FIFOScheduler):
+    """ASHA brackets of its own for every unit that asks for ASHA; first come, first served otherwise.
+
+    Args:
+        make: ``make(unit_key)`` builds the unit's scheduler (None for FIFO); called once per unit.
+    """
+
+    def __init__(self, make: Callable[[str], TrialScheduler | None]):
+        super().__init__()
+        self.make = make
+        self.schedulers: dict[str, TrialScheduler | None] = {}
+        self.added: set[str] = set()  # trials their unit's scheduler knows (a restart forgets the old ones)
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def _of(self, trial) -> TrialScheduler | None:
+        key = trial.config["unit"]
+        if key not in self.schedulers:
+            self.schedulers[key] = self.make(key)
+        return self.schedulers[key]
+
+    def on_trial_add(self, tune_controller, trial):
+        if (s := self._of(trial)) is not None:
+            s.on_trial_add(tune_controller, trial)
+            self.added.add(trial.trial_id)
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        if trial.trial_id not in self.added:
+            return TrialScheduler.CONTINUE
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        if trial.trial_id in self.added:
+            self.added.discard(trial.trial_id)
+            self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial):
+        if trial.trial_id in self.added:
+            self.added.discard(trial.trial_id)
+            self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial):
+        if trial.trial_id in self.added:
+            self._of(trial).on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"ASHA or FIFO per unit ({len(self.schedulers)} units started)"

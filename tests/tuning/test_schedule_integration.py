@@ -1,0 +1,64 @@
+"""Several spaces in one schedule, on the real data: `ecgtune search --space all_pairs --smoke-test` runs
+every shipped model/dataset pair in one Tune run, each dependant after (and from) what it starts from."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecgtune.cli import main
+from tests.tuning.conftest import runs_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODELS = ("cnet", "seq2seq", "bilstm", "bigru")
+EXPECTED = {  # space -> (trials, units) of its smoke version
+    "finetune_patients-smoke": (1 + 18 * 2 * 2, 1 + 2 * 2),
+    "heartbeat_aami-smoke": (2 * 4, 4),
+    "mi_scratch-smoke": (2 * 4, 4),
+    "mi_transfer-smoke": (2 * 4, 4),
+}
+
+
+def _interval(run) -> tuple[int, int]:
+    return run.info.start_time, run.info.end_time
+
+
+def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, ray_local, mlflow_uri, capsys):
+    assert main(["search", "--space", "all_pairs", "--smoke-test", "--mlflow-uri", mlflow_uri,
+                 "--data-dir", str(real_data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "search all_pairs-smoke" in out and "scratch vs fine-tuned" in out
+    assert all(f"== {space}" in out for space in EXPECTED)
+
+    trials = {}
+    for space, (n_trials, n_units) in EXPECTED.items():
+        client, parents, children = runs_of(mlflow_uri, space)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == n_trials and all(c.info.status == "FINISHED" for c in children)
+        assert len({c.data.tags["ecgtune.unit"] for c in children}) == n_units
+        selected = [c for c in children if c.data.tags.get("ecgtune.selected") == "true"]
+        assert len(selected) == n_units and all("test_f1_macro" in c.data.metrics for c in selected)
+        trials[space] = children
+
+    # One schedule: trials of different spaces were in flight at the same time.
+    heartbeat = [_interval(r) for r in trials["heartbeat_aami-smoke"]]
+    study = [_interval(r) for r in trials["finetune_patients-smoke"]]
+    assert any(a0 < b1 and b0 < a1 for a0, a1 in heartbeat for b0, b1 in study)
+
+    # Each MI transfer unit started from the heartbeat_aami model this same search registered, after it was.
+    for model in MODELS:
+        source = f"ecgtune-aami_beats-mitdb-random_beats-scratch-{model}-smoke"
+        versions = client.search_model_versions(f"name='{source}'")
+        assert len(versions) == 1
+        runs = [r for r in trials["mi_transfer-smoke"] if r.data.tags["ecgtune.model"] == model]
+        assert all(r.data.params["init_weights"].endswith(f"starting_weights/{source}.pt") for r in runs)
+        assert all(r.info.start_time >= versions[0].creation_timestamp for r in runs)
+    # Fine-tuning per patient started from this search's pre-training.
+    pretrain = client.search_model_versions(
+        "name='ecgtune-abnormal_windows-mitdb-per_patient-pretrain-cnn1d_residual-smoke'")[0]
+    finetune = [r for r in trials["finetune_patients-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
+    assert len(finetune) == 36 and all(r.info.start_time >= pretrain.creation_timestamp for r in finetune)
+    assert len({r.data.params["init_weights"] for r in finetune}) == 1
+    # Every trial run says which node trained it and that it had no GPU (this machine has none).
+    every = [r for runs in trials.values() for r in runs]
+    assert all(r.data.tags.get("ray.node_id") and r.data.tags.get("ray.gpu_ids") == "none" for r in every)

@@ -1,0 +1,155 @@
+"""The schedule's searcher and scheduler, driven by hand: which unit's trials Tune gets, and when."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from ecgtune.spaces import load_search, load_space, shape_search
+from ecgtune.tuning.completion import UnitCompletion
+from ecgtune.tuning.plan import build_plan
+from ecgtune.tuning.searcher import UnitSchedulers, UnitSearcher
+from ecgtune.tuning.selection import TrialOutcome, select_best
+from ecgtune.tuning.tuner import param_space, unit_scheduler
+
+
+def make_searcher(plan, ready=lambda unit: {"init_weights": None}, aborted=lambda: False, done=frozenset()):
+    spaces = {u.key: param_space(u, "data-key", {"cpu": 1, "gpu": 0}) for u in plan}
+    return UnitSearcher(plan, spaces, ready, aborted, done=set(done))
+
+
+def drain(searcher, prefix="t"):
+    """Ask for trials until the searcher has none to give now; returns {trial id: config}."""
+    out = {}
+    while True:
+        trial_id = f"{prefix}{len(out)}"
+        config = searcher.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return out, config
+        out[trial_id] = config
+
+
+def test_every_ready_unit_hands_out_trials_at_once_and_a_dependant_waits():
+    space = load_space("finetune_patients").with_patients(["100", "208"]).shrunk(patients_given=True)
+    plan = build_plan([space])
+    weights = {}
+    searcher = make_searcher(plan, ready=lambda u: None if u.source and u.source not in weights else {"init_weights": weights.get(u.source)})
+    configs, last = drain(searcher)
+    units = [c["unit"] for c in configs.values()]
+    # The pre-training and both patients' scratch grids are in flight together; fine-tuning waits.
+    assert units.count("finetune_patients-smoke/pretrain-cnn1d_residual") == 1
+    assert units.count("finetune_patients-smoke/scratch-cnn1d_residual-100") == 18
+    assert units.count("finetune_patients-smoke/scratch-cnn1d_residual-208") == 18
+    assert not any("finetune-" in u for u in units) and last is None
+    weights[plan[0].registered_name] = "/storage/starting_weights/pretrain.pt"  # the pre-training is promoted
+    more, last = drain(searcher, prefix="u")
+    assert {c["unit"] for c in more.values()} == {
+        "finetune_patients-smoke/finetune-cnn1d_residual-100", "finetune_patients-smoke/finetune-cnn1d_residual-208"}
+    assert all(c["init_weights"] == "/storage/starting_weights/pretrain.pt" for c in more.values())
+    assert last == Searcher.FINISHED
+    # A grid unit's configurations are its whole grid, each once, numbered for selection.
+    grid = [c["train"] for c in more.values() if c["unit"].endswith("-100")]
+    assert len({(g["lr"], g["batch_size"], g["weighted_sampling"]) for g in grid}) == 18
+    assert sorted(c["unit_trial"] for c in more.values() if c["unit"].endswith("-100")) == list(range(1, 19))
+
+
+def test_an_optuna_unit_keeps_to_its_startup_concurrency_and_learns_from_best_values():
+    space = load_space("quickstart")  # 6 trials, TPE starts with max(2, 6 // 3) = 2 random ones
+    plan = build_plan([space])
+    searcher = make_searcher(plan)
+    first, last = drain(searcher)
+    assert len(first) == 2 and last is None  # the rest waits for results to learn from
+    trial_id = next(iter(first))
+    searcher.on_trial_complete(trial_id, {"best_metric": 0.9, "val_balanced_accuracy": 0.1})
+    study = searcher.units[plan[0].key].optuna._ot_study
+    assert study.trials[0].value == 0.9  # told the trial's best epoch, not its last
+    second, _ = drain(searcher, prefix="u")
+    assert len(second) == 1
+
+
+def test_done_units_get_no_trials_and_an_abort_finishes_the_search():
+    space = load_space("individuals_patients").with_patients(["100", "208"]).shrunk(patients_given=True)
+    plan = build_plan([space])
+    searcher = make_searcher(plan, done={plan[0].key})
+    configs, _ = drain(searcher)
+    assert {c["unit"] for c in configs.values()} == {plan[1].key}
+    stop = make_searcher(plan, aborted=lambda: True)
+    assert stop.suggest("x") == Searcher.FINISHED
+
+
+def test_the_searcher_state_survives_a_restart(tmp_path):
+    plan = build_plan([load_space("quickstart"), load_space("individuals_patients").with_patients(["100"])])
+    searcher = make_searcher(plan)
+    handed, _ = drain(searcher)
+    searcher.on_trial_complete(next(iter(handed)), {"best_metric": 0.5})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restarted = make_searcher(plan)
+    restarted.restore(str(tmp_path / "searcher.pkl"))
+    again, _ = drain(restarted, prefix="r")
+    # Nothing handed out before the restart is handed out again: one more Optuna trial (one finished).
+    assert [c["unit"] for c in again.values()] == [plan[0].key]
+
+
+def test_grid_and_random_units_expand_the_same_way_every_time():
+    plan = build_plan([load_space("individuals_patients").with_patients(["100"])])
+    a, _ = drain(make_searcher(plan))
+    b, _ = drain(make_searcher(plan))
+    assert [c["train"] for c in a.values()] == [c["train"] for c in b.values()]
+
+
+class FakeTrial(SimpleNamespace):
+    pass
+
+
+def test_each_unit_has_its_own_asha_brackets():
+    space = load_space("heartbeat_aami").with_models(["cnet", "bigru"])
+    plan = build_plan([space])
+    units = {u.key: u for u in plan}
+    schedulers = UnitSchedulers(lambda key: unit_scheduler(units[key].space, units[key].stage))
+    trials = {key: [FakeTrial(trial_id=f"{key}-{i}", config={"unit": key}) for i in range(4)] for key in units}
+    for ts in trials.values():
+        for t in ts:
+            schedulers.on_trial_add(None, t)
+    assert len(schedulers.schedulers) == 2
+    assert schedulers.schedulers[plan[0].key] is not schedulers.schedulers[plan[1].key]
+    # The first unit's trials set its rung at epoch 4 (its grace period); the other unit's stay untouched.
+    cnet, bigru = trials[plan[0].key], trials[plan[1].key]
+    decisions = [schedulers.on_trial_result(None, t, {"training_iteration": 4, "val_f1_macro": v})
+                 for t, v in zip(cnet, (0.9, 0.8, 0.7, 0.1))]
+    assert decisions[-1] == TrialScheduler.STOP
+    assert schedulers.on_trial_result(None, bigru[0], {"training_iteration": 4, "val_f1_macro": 0.2}) == TrialScheduler.CONTINUE
+
+
+def test_selection_takes_the_best_value_and_the_earliest_of_equals():
+    outcomes = [TrialOutcome(f"t{i}", v, object(), {"unit_trial": i}) for i, v in enumerate([0.7, 0.9, 0.9, float("nan")])]
+    assert select_best(outcomes, "max", "u").trial_id == "t1"
+    assert select_best(outcomes, "min", "u").trial_id == "t0"
+    failed = [TrialOutcome("t", float("nan"), None, {}, error="CUDA out of memory")]
+    with pytest.raises(Exception, match="1 of 1 failed.*out of memory"):
+        select_best(failed, "max", "u")
+
+
+def test_a_unit_is_handed_on_once_every_planned_trial_finished_or_failed_in_trial_order():
+    handed = []
+    completion = UnitCompletion({"u": 3, "v": 1}, done={"v"}, on_unit_complete=lambda k, o: handed.append((k, o)))
+
+    def trial(tid, n, status="TERMINATED", unit="u"):
+        return FakeTrial(trial_id=tid, status=status, config={"unit": unit, "unit_trial": n}, checkpoint=None,
+                         last_result={"best_metric": 0.5}, get_error=lambda: RuntimeError("boom"))
+
+    # --resume: the finished trials Tune restored are read at the first step.
+    completion.on_step_begin(0, [trial("b", 2), trial("c", 3, status="RUNNING"), trial("v1", 1, unit="v")])
+    assert handed == []
+    completion.on_trial_error(1, [], trial("a", 1, status="ERROR"))
+    assert handed == []
+    completion.on_trial_complete(2, [], trial("c", 3))
+    assert [k for k, _ in handed] == ["u"]  # v was done before: never handed on again
+    assert [o.trial_id for o in handed[0][1]] == ["a", "b", "c"] and handed[0][1][0].error == "boom"
+
+
+def test_all_pairs_smoke_plan_is_one_search_of_every_unit():
+    plan = build_plan(shape_search(load_search(["all_pairs"])[0], smoke_test=True))
+    assert len({u.space.name for u in plan}) == 4 and sum(u.planned_trials for u in plan) == 97
