@@ -10,6 +10,9 @@ one's end, read from Ray Tune's own trial results (result.json: timestamp and ti
     # measure real trial durations of the per-patient grid (full epochs), on the local Ray
     ECGTUNE_DATA_DIR=../shared/data python benchmarks/bench_scaling.py measure --patients 208,100
 
+    # the driver's memory while the 29-patient smoke study (1,045 trials) runs on the local Ray
+    ECGTUNE_DATA_DIR=../shared/data python benchmarks/bench_scaling.py memory
+
     # replay measured durations for the 29-patient study on 32 and 128 slots: the old schedule (units one
     # after another) against this one (ecgtune's own searcher, driven by a simulated clock), and the
     # lower bound (total work / slots, or the longest chain)
@@ -107,6 +110,47 @@ def cmd_measure(args) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cmd_memory(args) -> None:
+    """The driver's resident memory while a study of about a thousand trials runs on the local Ray."""
+    import threading
+
+    root = Path(tempfile.mkdtemp(prefix="ecgb-", dir="/tmp"))
+    try:
+        env = {**os.environ, "ECGTUNE_HOME": str(root), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(ecgtune("search", "--space", "finetune_patients", "--smoke-test", "--patients",
+                                        ",".join(STUDY_PATIENTS)), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        finished = [0]
+
+        def count():
+            for line in proc.stdout:
+                finished[0] += " finished: " in line or " FAILED: " in line
+
+        threading.Thread(target=count, daemon=True).start()
+        samples, start, next_mark = [], time.monotonic(), 0
+        while proc.poll() is None:
+            samples.append((time.monotonic() - start, finished[0], rss_mib(proc.pid)))
+            if finished[0] >= next_mark:
+                print(f"{samples[-1][0]:7.0f} s  {finished[0]:5d} trials finished  driver RSS {samples[-1][2]:7.0f} MiB")
+                next_mark += 100
+            time.sleep(2)
+        if proc.returncode != 0:
+            raise SystemExit(f"the search failed with exit code {proc.returncode}")
+        peak = max(s[2] for s in samples)
+        after_100 = [s[2] for s in samples if s[1] >= 100]
+        print(f"{finished[0]} trials in {samples[-1][0]:.0f} s; driver RSS peak {peak:.0f} MiB, "
+              f"{after_100[0]:.0f} MiB at 100 trials, {after_100[-1]:.0f} MiB at the end")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class Replay:
     """The 29-patient study (pre-training, then per patient the 18-run grid from scratch and fine-tuned) with
     trial durations taken from a measured run: each configuration of a patient gets the measured duration
@@ -155,9 +199,14 @@ class Replay:
     def total_work(self) -> float:
         return sum(self.duration(c) for cs in self.configs().values() for c in cs)
 
-    def longest_chain(self) -> float:
-        finetune = max(self.duration(c) for k, cs in self.configs().items() if "/finetune-" in k for c in cs)
-        return self.pretrain_s + self.finalize_s + finetune
+    def lower_bound(self, slots: int) -> float:
+        """No schedule is shorter than the work spread over every slot, nor than the pre-training followed
+        by the fine-tuning work (which cannot start before it) spread over every slot, nor than the
+        pre-training followed by the longest fine-tuning trial."""
+        configs = self.configs()
+        finetune = [self.duration(c) for k, cs in configs.items() if "/finetune-" in k for c in cs]
+        after = self.pretrain_s + self.finalize_s
+        return max(self.total_work() / slots, after + sum(finetune) / slots, after + max(finetune))
 
     def in_sequence(self, slots: int) -> float:
         """The old schedule: unit after unit (pre-training, then per patient scratch and fine-tuning), each
@@ -208,14 +257,14 @@ class Replay:
 
 def cmd_replay(args) -> None:
     replay = Replay(json.loads(Path(args.durations).read_text()), args.pretrain_s, args.finalize_s)
-    work, chain = replay.total_work(), replay.longest_chain()
+    work = replay.total_work()
     n_trials = sum(len(cs) for cs in replay.configs().values())
-    print(f"29-patient study: {len(replay.plan)} units, {n_trials} trials, {work:.0f} trial-seconds of work, "
-          f"longest chain {chain:.0f} s (pre-training {args.pretrain_s:.0f} s, selection {args.finalize_s:.0f} s "
-          f"per unit); durations from {args.durations}")
+    print(f"29-patient study: {len(replay.plan)} units, {n_trials} trials, {work:.0f} trial-seconds of work "
+          f"(pre-training {args.pretrain_s:.0f} s, selection {args.finalize_s:.0f} s per unit); durations from "
+          f"{args.durations}")
     print(f"{'slots':>6} {'schedule':>22} {'makespan s':>11} {'utilization':>12}")
     for slots in args.slots:
-        bound = max(work / slots, chain)
+        bound = replay.lower_bound(slots)
         for name, makespan in (("units in sequence", replay.in_sequence(slots)),
                                ("one schedule (ecgtune)", replay.scheduled(slots)),
                                ("lower bound", bound)):
@@ -235,6 +284,8 @@ def main() -> None:
     measure.add_argument("--patients", default="208,100")
     measure.add_argument("--out", default=str(REPO / "benchmarks" / "trial_durations.json"))
     measure.set_defaults(func=cmd_measure)
+    memory = sub.add_parser("memory", help="the driver's memory over a 1,045-trial smoke study")
+    memory.set_defaults(func=cmd_memory)
     replay = sub.add_parser("replay", help="replay measured durations for the 29-patient study")
     replay.add_argument("--durations", default=str(REPO / "benchmarks" / "trial_durations.json"))
     replay.add_argument("--slots", type=int, nargs="+", default=[32, 128])

@@ -49,7 +49,7 @@ def wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None = N
 
 
 def missing_tools() -> list[str]:
-    """What the test needs from the machine (.ci/run installs them from Debian's packages)."""
+    """What the test needs from the machine (tests/run installs them from Debian's packages)."""
     needed = {SSHD: "openssh-server", "ssh": "openssh-client", "rsync": "rsync", "nc": "netcat-openbsd"}
     return [f"{tool} (Debian package {pkg})" for tool, pkg in needed.items() if not shutil.which(tool)]
 

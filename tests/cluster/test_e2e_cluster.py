@@ -2,8 +2,8 @@
 started here), a real `mlflow server` on loopback, `ecgtune search --space quickstart --smoke-test`
 against both, then `ray down`, and a check that nothing the test started or wrote is left behind.
 
-Run it alone with `pytest -m cluster`. It needs root (sshd), and the Debian packages openssh-server, rsync
-and netcat-openbsd (.ci/run installs them). Because `ray down` runs `ray stop`, which stops every Ray on
+Run it alone with `bash tests/run -m cluster`. It needs root (sshd), and the Debian packages openssh-server, rsync
+and netcat-openbsd (tests/run installs them). Because `ray down` runs `ray stop`, which stops every Ray on
 the machine, it refuses to start while another Ray runs here.
 """
 
@@ -103,7 +103,7 @@ def check_runs_arrived_through_server(server: lc.MlflowServer) -> list:
 def test_quickstart_search_on_a_cluster_started_by_ray_up(real_data_dir):
     missing = lc.missing_tools()
     if missing:
-        pytest.fail("the cluster test needs " + ", ".join(missing) + " (.ci/run installs them with apt-get)")
+        pytest.fail("the cluster test needs " + ", ".join(missing) + " (bash tests/run installs them with apt-get)")
     if os.geteuid() != 0:
         pytest.fail("the cluster test starts sshd on 127.0.0.1 and needs root (CI runs as root)")
     if lc.running_ray():
