@@ -62,7 +62,8 @@ def cmd_data_prepare(args) -> int:
         params[key] = _parse_scalar(value)
     examples = get_dataset(args.dataset, root=args.data_dir).prepare(**params)
     counts = {name: int((examples.y == i).sum()) for i, name in enumerate(examples.label_names)}
-    print(f"{args.dataset}: {len(examples)} examples of shape {examples.x.shape[1:]} from "
+    shapes = ", ".join(f"{name} {shape}" for name, shape in examples.input_shapes.items())
+    print(f"{args.dataset}: {len(examples)} examples ({shapes}) from "
           f"{len(set(examples.records))} records; classes {counts}")
     return 0
 

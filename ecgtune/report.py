@@ -15,6 +15,12 @@ def _config(cfg: dict) -> str:
         text += " smote"
     if cfg.get("freeze_features"):
         text += " frozen-features"
+    if cfg.get("augment"):
+        text += f" augment={cfg['augment']:g}"
+    if cfg.get("class_weights") not in (None, "none"):
+        text += f" class_weights={cfg['class_weights']}"
+    # The model's own hyperparameters, where the search chose them (a size, say).
+    text += "".join(f" {k[len('model.'):]}={v}" for k, v in cfg.items() if k.startswith("model."))
     return text
 
 
@@ -33,25 +39,29 @@ def class_names(summary) -> list[str]:
 
 
 def format_summary(summaries, metric: str) -> str:
-    """One table per stage; per-class figures for multi-class tasks; scratch vs fine-tuned per patient."""
+    """One table per stage (the selection metric on validation and on test, test macro F1); per-class
+    figures for multi-class tasks; scratch vs fine-tuned per patient."""
     lines = []
+    measure = metric[len("val_"):]  # the same measure on test
     for stage in dict.fromkeys(s.stage for s in summaries):
         rows = [s for s in summaries if s.stage == stage]
         lines += [
             f"\n{stage}",
-            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test bal. acc.':>14}  {'test macro F1':>13}  best config",
+            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test ' + measure:>22}  {'test macro F1':>13}  best config",
         ]
         for s in rows:
             lines.append(
                 f"{s.model:>14}  {s.patient or 'all':>8}  {_fmt(s.val_metric):>22}  "
-                f"{_fmt(_test(s, 'balanced_accuracy')):>14}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
+                f"{_fmt(_test(s, measure)):>22}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
             )
         if len(rows) > 1:
             lines.append(
                 f"{'mean':>14}  {'':>8}  {_fmt(_mean(r.val_metric for r in rows)):>22}  "
-                f"{_fmt(_mean(_test(r, 'balanced_accuracy') for r in rows)):>14}  "
+                f"{_fmt(_mean(_test(r, measure) for r in rows)):>22}  "
                 f"{_fmt(_mean(_test(r, 'f1_macro') for r in rows)):>13}"
             )
+        if rows and not rows[0].test:
+            lines.append("(no test part in this split protocol: the figures above are on validation only)")
     multi_class = [s for s in summaries if len(class_names(s)) > 2]
     if multi_class:
         names = class_names(multi_class[0])

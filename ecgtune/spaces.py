@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ecgtune.errors import EcgtuneError
+from ecgtune.transforms import AUGMENTATIONS
 
 STAGES = ("pretrain", "scratch", "finetune")
 ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULERS = ("none", "reducelr", "cycliclr", "cosine")
+OPTIMIZERS = ("adam", "sgd", "radam")
+LR_SCHEDULERS = ("none", "reducelr", "cycliclr", "cosine", "step")
 
 # Training parameters a stage may set or search; anything else in `params` is a typo.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -42,6 +43,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "early_stopping_patience": 0,  # 0 = train all epochs
     "freeze_features": False,  # finetune only: train the head alone
     "smote": False,  # oversample the training split's minority classes with SMOTE (never val or test)
+    "class_weights": "none",  # none | balanced (inverse training frequency) | [a weight per class, label order]
+    "augment": 0.0,  # probability of each augmentation on a training batch; 0 = none (ECG-DualNet: 0.2)
+    "augmentations": list(AUGMENTATIONS),  # which ones (ecgtune.transforms.augment)
     "seed": 0,
 }
 
@@ -169,8 +173,10 @@ class SmokeSpec:
 
     epochs: int = 1
     patients: int = 2
-    max_per_record: int = 300
+    max_per_record: int | None = 300  # examples per record (windows, beats); null for datasets of one per record
+    max_records: int | None = None  # recordings (datasets of one example per recording)
     num_samples: int = 2
+    model: dict = field(default_factory=dict)  # model hyperparameters for smoke runs, e.g. {size: xs}
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,7 @@ class SearchSpace:
     smoke: SmokeSpec = field(default_factory=SmokeSpec)
     smoke_test: bool = False
     transfer: TransferSpec | None = None
+    resources_when: dict = field(default_factory=dict)  # model hyperparameter -> value -> {cpu, gpu}
 
     def stage(self, name: str) -> StageSpec | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -277,12 +284,14 @@ class SearchSpace:
             )
             stages.append(dataclasses.replace(s, params=params, search=search))
         patients = self.patients if patients_given else self.patients[: smoke.patients]
-        preprocessing = dict(self.preprocessing, max_per_record=smoke.max_per_record)
+        caps = {"max_per_record": smoke.max_per_record, "max_records": smoke.max_records}
+        preprocessing = dict(self.preprocessing, **{k: v for k, v in caps.items() if v is not None})
+        models = tuple(dataclasses.replace(m, hparams={**m.hparams, **smoke.model}) for m in self.models)
         if any(s.per_patient for s in stages) and "records" in preprocessing:
             # Pre-training sees the train portions of the study's patients only, so keep it small too.
             preprocessing["records"] = list(patients)
         return dataclasses.replace(
-            self, stages=tuple(stages), patients=patients, preprocessing=preprocessing, smoke_test=True
+            self, stages=tuple(stages), patients=patients, preprocessing=preprocessing, models=models, smoke_test=True
         )
 
 
@@ -327,6 +336,7 @@ def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> S
         bad = [v for v in values if v not in allowed]
         if bad:
             raise _fail(where, f"{section}.params.{key}", f"one of {list(allowed)}", bad[0])
+    _check_training_values(params, where, f"{section}.params")
     per_patient = raw.get("per_patient", stage != "pretrain")
     if not isinstance(per_patient, bool):
         raise _fail(where, f"{section}.per_patient", "true or false", per_patient)
@@ -347,6 +357,29 @@ def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> S
         name = next(k for k, d in domains.items() if d.kind != "grid")
         raise _fail(where, f"{section}.params.{name}", "{grid: [...]} or a fixed value with algorithm grid", params_raw[name])
     return StageSpec(stage=stage, params=params, per_patient=per_patient, search=search)
+
+
+def _values(value) -> tuple:
+    """Every value a parameter can take: a domain's choices or bounds, or the fixed value."""
+    if isinstance(value, Domain):
+        return value.values if value.kind in ("grid", "categorical") else (value.low, value.high)
+    return (value,)
+
+
+def _check_training_values(params: dict, where: str, section: str) -> None:
+    """The values of the newer training parameters, each value of a grid or domain included."""
+    for value in _values(params.get("class_weights", "none")):
+        ok = value in ("none", "balanced") or (
+            isinstance(value, list) and value
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in value))
+        if not ok:
+            raise _fail(where, f"{section}.class_weights", "none, balanced, or a list of positive weights (one per class)", value)
+    for value in _values(params.get("augment", 0.0)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise _fail(where, f"{section}.augment", "a probability between 0 and 1", value)
+    for value in _values(params.get("augmentations", list(AUGMENTATIONS))):
+        if not isinstance(value, list) or not set(value) <= set(AUGMENTATIONS):
+            raise _fail(where, f"{section}.augmentations", f"a list of some of {list(AUGMENTATIONS)}", value)
 
 
 TOP_KEYS = {
@@ -385,11 +418,10 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         raise _fail(where, "metric", "a validation metric such as val_balanced_accuracy (selection is on validation)", raw["metric"])
 
     resources = raw.get("resources") or {}
-    _check_keys(resources, where, "resources", {"cpu", "gpu"})
+    _check_keys(resources, where, "resources", {"cpu", "gpu", "when"})
     cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
-    for key, value in (("cpu", cpu), ("gpu", gpu)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise _fail(where, f"resources.{key}", "a number >= 0 (fractions share a GPU)", value)
+    _check_amounts({"cpu": cpu, "gpu": gpu}, where, "resources")
+    resources_when = _parse_resources_when(resources.get("when") or {}, where, models)
 
     patients = raw.get("patients", [])
     if not isinstance(patients, list):
@@ -411,6 +443,8 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     smoke_raw = raw.get("smoke_test") or {}
     _check_keys(smoke_raw, where, "smoke_test", {f.name for f in dataclasses.fields(SmokeSpec)})
     smoke = SmokeSpec(**smoke_raw)
+    if not isinstance(smoke.model, dict):
+        raise _fail(where, "smoke_test.model", "a mapping of model hyperparameters", smoke.model)
 
     return SearchSpace(
         name=path.stem,
@@ -425,11 +459,33 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         mode=raw["mode"],
         cpu=float(cpu),
         gpu=float(gpu),
+        resources_when=resources_when,
         patients=tuple(str(p) for p in patients),
         stages=stages,
         smoke=smoke,
         transfer=transfer,
     )
+
+
+def _check_amounts(amounts: dict, where: str, section: str) -> None:
+    for key, value in amounts.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise _fail(where, f"{section}.{key}", "a number >= 0 (fractions share a GPU)", value)
+
+
+def _parse_resources_when(raw: Any, where: str, models: tuple[ModelSpec, ...]) -> dict:
+    """``when: {<model hyperparameter>: {<value>: {cpu, gpu}}}``: what a trial asks for when its model has
+    that value (a searched size, say: one XL trial per GPU, four XS)."""
+    _check_keys(raw, where, "resources.when", set(raw) if isinstance(raw, dict) else set())
+    known = {k for m in models for k in m.hparams}
+    for hparam, table in raw.items():
+        if hparam not in known:
+            raise _fail(where, f"resources.when.{hparam}", f"a hyperparameter of the space's models {sorted(known)}", hparam)
+        _check_keys(table, where, f"resources.when.{hparam}", set(table) if isinstance(table, dict) else set())
+        for value, amounts in table.items():
+            _check_keys(amounts, where, f"resources.when.{hparam}.{value}", {"cpu", "gpu"})
+            _check_amounts(amounts, where, f"resources.when.{hparam}.{value}")
+    return {h: {str(v): dict(a) for v, a in t.items()} for h, t in raw.items()}
 
 
 def _parse_models(raw: dict, where: str) -> tuple[ModelSpec, ...]:
@@ -449,7 +505,9 @@ def _parse_models(raw: dict, where: str) -> tuple[ModelSpec, ...]:
         _check_keys(model, where, section, set(model) if isinstance(model, dict) else set(), {"name"})
         if model["name"] not in list_models():
             raise _fail(where, f"{section}.name", f"one of {list_models()}", model["name"])
-        specs.append(ModelSpec(model["name"], {k: v for k, v in model.items() if k != "name"}))
+        # A hyperparameter may be searched like a training parameter (a size, say).
+        specs.append(ModelSpec(model["name"], {k: parse_value(v, where, f"{section}.{k}") for k, v in model.items()
+                                               if k != "name"}))
     names = [m.name for m in specs]
     if len(set(names)) != len(names):
         raise _fail(where, "models", "each model name at most once", names)

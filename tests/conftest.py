@@ -62,5 +62,5 @@ def synthetic_examples(n_per_record: int = 120, records=("100", "208"), length: 
     x = rng.normal(0, 0.1, size=(n, 1, length)).astype(np.float32)
     x[y == 1, 0, length // 2 - 8 : length // 2 + 8] += 2.0
     recs = np.repeat(np.array(records), n_per_record)
-    return Examples(x=x, y=y, records=recs, patients=recs, positions=np.tile(np.arange(n_per_record) * 360, len(records)),
+    return Examples(inputs={"signal": x}, y=y, records=recs, patients=recs, positions=np.tile(np.arange(n_per_record) * 360, len(records)),
                     label_names=("normal", "abnormal"))

@@ -13,7 +13,7 @@ import numpy as np
 from ecgtune import paths
 from ecgtune.data import cache, segment
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import Examples
+from ecgtune.data.examples import SIGNAL, Examples
 from ecgtune.data.splits import FOLD_TEST, SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
@@ -197,7 +197,7 @@ class KaggleHeartbeat:
     def _build(self, resolved: dict[str, Any]) -> Examples:
         spec = TASKS[resolved["task"]]
         parts = [self._prepare_file(name, spec.label_names, resolved["max_per_record"]) for name in spec.files]
-        return Examples.concatenate(parts, label_names=spec.label_names, length=SAMPLES_PER_BEAT)
+        return Examples.concatenate(parts, label_names=spec.label_names, empty_inputs={SIGNAL: (1, SAMPLES_PER_BEAT)})
 
     def _prepare_file(self, file_name: str, label_names: tuple[str, ...], cap: int | None) -> Examples:
         path = self.folder / file_name
@@ -211,7 +211,7 @@ class KaggleHeartbeat:
         folds = deal_stratified_folds(labels[rows], _FOLDS_OF_FILE[file_name], fold_rng)
         source = Path(file_name).stem
         return Examples(
-            x=table[rows, None, :SAMPLES_PER_BEAT],
+            inputs={SIGNAL: table[rows, None, :SAMPLES_PER_BEAT]},
             y=labels[rows],
             records=np.full(len(rows), source),
             patients=np.full(len(rows), source),  # no patient ids in the files: the file stands in

@@ -12,7 +12,7 @@ import numpy as np
 from ecgtune import paths
 from ecgtune.data import cache, kachuee, segment
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import Examples
+from ecgtune.data.examples import SIGNAL, Examples
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
@@ -281,7 +281,7 @@ class MitBih:
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
         parts = [self._prepare_record(record, p) for record in p["records"]]
         length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
-        return Examples.concatenate(parts, label_names=label_names, length=length)
+        return Examples.concatenate(parts, label_names=label_names, empty_inputs={SIGNAL: (1, length)})
 
     def _prepare_record(self, record: str, p: dict[str, Any]) -> Examples:
         signal, fs, samples, symbols = self._read(record, p["lead"])
@@ -316,7 +316,7 @@ class MitBih:
             x, y, positions = x[chosen], y[chosen], positions[chosen]
         n = len(y)
         return Examples(
-            x=x[:, None, :],
+            inputs={SIGNAL: x[:, None, :]},
             y=y,
             records=np.full(n, record),
             patients=np.full(n, self.patient_of(record)),

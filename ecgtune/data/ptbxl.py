@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
-import http.client
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -17,7 +14,7 @@ import numpy as np
 from ecgtune import paths
 from ecgtune.data import cache, segment
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import Examples
+from ecgtune.data.examples import SIGNAL, Examples
 from ecgtune.data.kachuee import (
     KACHUEE_LENGTH,
     KACHUEE_RATE,
@@ -26,6 +23,7 @@ from ecgtune.data.kachuee import (
     KACHUEE_WINDOW_SECONDS,
     kachuee_beats,
 )
+from ecgtune.data.physionet import PhysioNetRelease
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
@@ -34,7 +32,6 @@ FORMAT_VERSION = 1
 
 TABLE_FILE = "ptbxl_database.csv"
 STATEMENTS_FILE = "scp_statements.csv"
-CHECKSUM_LIST = "SHA256SUMS.txt"  # PhysioNet publishes one per release: "<sha256> <relative path>" lines
 RECORD_RATE = 100  # Hz: the records100/ version of every recording
 RECORD_EXTENSIONS = ("hea", "dat")
 
@@ -61,7 +58,6 @@ _DEFAULTS: dict[str, Any] = {
     "max_per_record": None,
     "ecg_ids": None,
 }
-_FETCH_TIMEOUT = 60.0  # seconds per read from the server
 
 
 @dataclass(frozen=True)
@@ -105,8 +101,7 @@ class PtbXl:
     def __init__(self, root: str | os.PathLike | None = None, *, base_url: str = DEFAULT_BASE_URL) -> None:
         self.root = paths.data_root(root)
         self.folder = self.root / "ptbxl"
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self._checksums: dict[str, str] | None = None  # the published list, fetched once when needed
+        self.release = PhysioNetRelease("PTB-XL", self.folder, base_url, _LOCAL_COPY_HINT)
 
     def __repr__(self) -> str:
         return f"PtbXl(root={str(self.root)!r})"
@@ -138,57 +133,8 @@ class PtbXl:
     def _download_records(self, records: Iterable[PtbXlRecord]) -> None:
         self._download_missing([f"{r.path}.{ext}" for r in records for ext in RECORD_EXTENSIONS])
 
-    def _missing(self, relative_paths: list[str]) -> list[str]:
-        return [p for p in relative_paths if not (self.folder / p).is_file()]
-
     def _download_missing(self, relative_paths: list[str]) -> None:
-        if not self._missing(relative_paths):
-            return
-        with cache.file_lock(f"{self.name}-download"):
-            missing = self._missing(relative_paths)  # again: another process may have fetched some
-            if not missing:
-                return
-            checksums = self._published_checksums(missing)
-            # Check the whole batch first, so that a refused file does not leave half a download.
-            unlisted = [p for p in missing if p not in checksums]
-            if unlisted:
-                shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
-                raise EcgtuneError(
-                    f"PTB-XL: missing from {self.folder} but not in the checksum list {self.base_url}{CHECKSUM_LIST}: "
-                    f"{shown}; a file without a published SHA-256 is not downloaded unverified"
-                )
-            for relative in missing:
-                self._fetch(relative, checksums[relative])
-
-    def _published_checksums(self, missing: list[str]) -> dict[str, str]:
-        """{relative path: hex SHA-256} from the release's SHA256SUMS.txt, the root of trust.
-
-        The list itself comes over HTTPS and is kept in memory only: a copy written beside the
-        data could go stale when `base_url` points at another release.
-        """
-        if self._checksums is None:
-            url = self.base_url + CHECKSUM_LIST
-            try:
-                with urllib.request.urlopen(url, timeout=_FETCH_TIMEOUT) as response:
-                    text = response.read().decode("utf-8")
-            except (urllib.error.URLError, http.client.HTTPException, OSError, UnicodeDecodeError) as err:
-                more = f" (and {len(missing) - 1} more files)" if len(missing) > 1 else ""
-                raise EcgtuneError(
-                    f"PTB-XL: {missing[0]}{more} is not in {self.folder}, and the checksum list {url} that "
-                    f"downloads are verified against cannot be fetched ({_failure_reason(err)}). {_LOCAL_COPY_HINT}"
-                ) from err
-            self._checksums = cache.parse_checksums(text, source=url)
-        return self._checksums
-
-    def _fetch(self, relative: str, expected_sha256: str) -> None:
-        url = self.base_url + relative
-        try:
-            cache.download_verified(url, self.folder / relative, expected_sha256, timeout=_FETCH_TIMEOUT)
-        except cache.DownloadError as err:
-            raise EcgtuneError(
-                f"PTB-XL: {relative} is not in {self.folder} and downloading it from {url} failed "
-                f"({err.reason}). {_LOCAL_COPY_HINT}"
-            ) from err
+        self.release.download_missing(relative_paths, lock=f"{self.name}-download")
 
     # ---------------------------------------------------------------- prepare
 
@@ -278,7 +224,7 @@ class PtbXl:
         labelled = [(r, label) for r in records if (label := self._label(r, classes)) is not None]
         self._download_records(r for r, _ in labelled)
         parts = [self._record_beats(record, label, p) for record, label in labelled]
-        return Examples.concatenate(parts, label_names=LABEL_NAMES, length=p["target_length"])
+        return Examples.concatenate(parts, label_names=LABEL_NAMES, empty_inputs={SIGNAL: (1, p["target_length"])})
 
     def _label(self, record: PtbXlRecord, classes: dict[str, str]) -> int | None:
         """1 for MI, 0 for normal, None for a recording the task leaves out (see prepare())."""
@@ -314,7 +260,7 @@ class PtbXl:
             beats, peaks = beats[: p["max_per_record"]], peaks[: p["max_per_record"]]
         n = len(beats)
         return Examples(
-            x=beats[:, None, :],
+            inputs={SIGNAL: beats[:, None, :]},
             y=np.full(n, label),
             records=np.full(n, str(record.ecg_id)),
             patients=np.full(n, record.patient),
@@ -409,12 +355,6 @@ _LOCAL_COPY_HINT = (
     "To use a local copy, set ECGTUNE_DATA_DIR (or pass --data-dir) to the folder that contains "
     "ptbxl/; otherwise check the network connection and that the folder is writable."
 )
-
-
-def _failure_reason(err: Exception) -> str:
-    if isinstance(err, urllib.error.HTTPError):
-        return f"HTTP {err.code} {err.reason}"
-    return str(getattr(err, "reason", None) or err) or type(err).__name__
 
 
 def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:

@@ -150,13 +150,51 @@ def _folds(examples: Examples, seed: int) -> np.ndarray:
     return out
 
 
+# random_records: ECG-DualNet's split of the PhysioNet/CinC 2017 set, 7,000 / 1,528 recordings at random.
+_DUALNET_VAL_FRACTION = 1528 / 8528
+_STRATIFIED_TEST_FRACTION, _STRATIFIED_VAL_FRACTION = 0.2, 0.2  # stratified_records: as per_patient
+
+
+def _record_classes(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
+    """(record names, the class of each record's first example), records sorted by name."""
+    names, first = np.unique(examples.records, return_index=True)
+    return names, examples.y[first]
+
+
+def _random_records(examples: Examples, seed: int) -> np.ndarray:
+    """ECG-DualNet's own protocol: whole recordings at random, 82 % train, 18 % val, and no test part:
+    the seed selected and reported on the same validation recordings. Report it beside stratified_records."""
+    names, _ = _record_classes(examples)
+    rng = np.random.default_rng(seed)
+    val = set(rng.permutation(names)[: _round_half_up(_DUALNET_VAL_FRACTION * len(names))].tolist())
+    return np.where(np.isin(examples.records, list(val)), "val", "train").astype(object)
+
+
+def _stratified_records(examples: Examples, seed: int) -> np.ndarray:
+    """Whole recordings, stratified by class: 20 % test, 20 % of the rest val, the rest train. A
+    recording's examples stay together (datasets without patient ids: each recording is its own patient)."""
+    names, classes = _record_classes(examples)
+    dealt = np.full(len(names), "", dtype=object)
+    _deal_by_class(dealt, np.arange(len(names)), classes, np.random.default_rng(seed),
+                   _STRATIFIED_TEST_FRACTION, _STRATIFIED_VAL_FRACTION)
+    return dealt[np.searchsorted(names, examples.records)]
+
+
 _PROTOCOLS: dict[str, Callable[[Examples, int], np.ndarray]] = {
     "chronological": _chronological,
     "folds": _folds,
     "inter_patient": _inter_patient,
     "per_patient": _per_patient,
     "random_beats": _random_beats,
+    "random_records": _random_records,
+    "stratified_records": _stratified_records,
 }
+# Protocols without a test part: their units are selected on validation and have no test figures.
+_WITHOUT_TEST = frozenset({"random_records"})
+
+
+def split_has_test(protocol: str) -> bool:
+    return protocol not in _WITHOUT_TEST
 
 
 def list_splits() -> list[str]:

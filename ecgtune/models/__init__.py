@@ -1,6 +1,7 @@
 """Model families. Importing this package registers every family (it imports torch)."""
 
 from ecgtune.models import cnn1d  # noqa: F401  (registers its builders)
+from ecgtune.models import dualnet  # noqa: F401  (registers its builders)
 from ecgtune.models import heartbeat  # noqa: F401  (registers its builders)
 from ecgtune.models._registry import create_model, list_models, register_model
 

@@ -1,9 +1,11 @@
 """The model registry: a dict, a decorator that refuses duplicates, and a builder that fails loudly.
 
 Every builder (a function or the model class itself) has the same keyword-only contract:
-``builder(*, in_channels, num_classes, input_length, **hparams) -> nn.Module``; its defaults document the
-published settings and give each hyperparameter its type.
-A model with ``num_classes == 2`` has a single logit (sigmoid / BCE); otherwise one logit per class.
+``builder(*, inputs, num_classes, **hparams) -> nn.Module``, where ``inputs`` gives the shape of one
+example of each named input it takes (``{"signal": (leads, samples)}`` for a signal model); its
+``forward`` takes those inputs positionally, in that order. Its defaults document the published settings
+and give each hyperparameter its type. A model with ``num_classes == 2`` has a single logit
+(sigmoid / BCE); otherwise one logit per class.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from typing import Callable
 from ecgtune.errors import EcgtuneError
 
 _MODELS: dict[str, Callable] = {}
+_TAKES: dict[str, tuple[str, ...]] = {}
 
 
-def register_model(name: str) -> Callable[[Callable], Callable]:
-    """Register ``builder`` under ``name``; a second registration of the same name is a bug."""
+def register_model(name: str, *, takes: tuple[str, ...] = ("signal",)) -> Callable[[Callable], Callable]:
+    """Register ``builder`` under ``name``; ``takes`` names its inputs in ``forward``'s order. A second
+    registration of the same name is a bug."""
 
     def decorator(builder: Callable) -> Callable:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}")
         _MODELS[name] = builder
+        _TAKES[name] = tuple(takes)
         return builder
 
     return decorator
@@ -34,18 +39,37 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, *, in_channels: int, num_classes: int, input_length: int, **hparams):
-    """Build the registered model ``name``; unknown names raise with the list of known ones."""
+def model_inputs(name: str) -> tuple[str, ...]:
+    """The inputs model ``name`` takes, in order."""
+    _known(name)
+    return _TAKES[name]
+
+
+def _known(name: str) -> None:
     if name not in _MODELS:
         raise EcgtuneError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+
+
+def create_model(name: str, *, inputs: dict[str, tuple[int, ...]], num_classes: int, **hparams):
+    """Build the registered model ``name`` for examples whose inputs have these shapes; unknown names, and
+    inputs the model does not take, raise naming what is expected."""
+    _known(name)
+    if tuple(inputs) != _TAKES[name]:
+        raise EcgtuneError(
+            f"model {name!r} takes the inputs {list(_TAKES[name])} (in that order); these examples have {list(inputs)}"
+        )
     builder = _MODELS[name]
     try:
-        return builder(
-            in_channels=in_channels, num_classes=num_classes, input_length=input_length,
-            **typed_like_defaults(builder, hparams),
-        )
+        return builder(inputs={k: tuple(v) for k, v in inputs.items()}, num_classes=num_classes,
+                       **typed_like_defaults(builder, hparams))
     except TypeError as exc:  # an unknown hyperparameter name: say which model refused it
         raise EcgtuneError(f"model {name!r} does not accept these hyperparameters {sorted(hparams)}: {exc}") from exc
+
+
+def signal_shape(inputs: dict[str, tuple[int, ...]]) -> tuple[int, int]:
+    """(leads, samples) of a signal model's one input."""
+    leads, samples = inputs["signal"]
+    return leads, samples
 
 
 def typed_like_defaults(builder: Callable, hparams: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgtune.models._registry import output_units, register_model
+from ecgtune.models._registry import output_units, register_model, signal_shape
 
 
 class ResidualBlock(nn.Module):
@@ -35,8 +35,9 @@ class ResidualBlock(nn.Module):
 class ResidualCNN1d(nn.Module):
     """The seed's residual 1D CNN; the defaults are the published settings."""
 
-    def __init__(self, *, in_channels, num_classes, input_length, num_blocks=4, block_channels=32, kernel_size=5):
+    def __init__(self, *, inputs, num_classes, num_blocks=4, block_channels=32, kernel_size=5):
         super().__init__()
+        in_channels, input_length = signal_shape(inputs)
         # No bias in the stem: the seed's count of 67,169 parameters depends on it.
         self.stem = nn.Conv1d(in_channels, block_channels, kernel_size=1, bias=False)
         self.blocks = nn.Sequential(*(ResidualBlock(block_channels, kernel_size) for _ in range(num_blocks)))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgtune.models._registry import output_units, register_model
+from ecgtune.models._registry import output_units, register_model, signal_shape
 
 
 def classifier_head(fc_units: int, num_classes: int) -> nn.Sequential:
@@ -71,10 +71,11 @@ class CNet(HeadedClassifier):
     and the two-layer head. The defaults are the paper's."""
 
     def __init__(
-        self, *, in_channels, num_classes, input_length, filters=32, kernel_size=5, num_blocks=5, fc_units=32,
+        self, *, inputs, num_classes, filters=32, kernel_size=5, num_blocks=5, fc_units=32,
         dropout=0.0,
     ):
         super().__init__()
+        in_channels, input_length = signal_shape(inputs)
         if kernel_size % 2 == 0:
             # An even kernel with padding k // 2 grows the sequence and breaks the residual addition.
             raise ValueError(f"kernel_size={kernel_size} must be odd to keep the residual blocks' length")
@@ -117,10 +118,11 @@ class BiRNNClassifier(HeadedClassifier):
     cell: type[nn.Module]
 
     def __init__(
-        self, *, in_channels, num_classes, input_length, hidden=64, num_layers=1, frame_size=1, fc_units=32,
+        self, *, inputs, num_classes, hidden=64, num_layers=1, frame_size=1, fc_units=32,
         dropout=0.0,
     ):
         super().__init__()
+        in_channels, input_length = signal_shape(inputs)
         if not 1 <= frame_size <= input_length:
             raise ValueError(f"frame_size={frame_size} must be between 1 and input_length={input_length}")
         self.frame_size = frame_size
@@ -168,10 +170,11 @@ class Seq2SeqClassifier(HeadedClassifier):
     an LSTM decoder attending over its outputs for a fixed number of steps."""
 
     def __init__(
-        self, *, in_channels, num_classes, input_length, conv_filters=32, hidden=64, decoder_steps=3,
+        self, *, inputs, num_classes, conv_filters=32, hidden=64, decoder_steps=3,
         fc_units=32, dropout=0.0,
     ):
         super().__init__()
+        in_channels, input_length = signal_shape(inputs)
         if input_length // 2 // 2 < 1:
             raise ValueError(f"input_length={input_length} is too short for the encoder's two max-pools of 2")
         if decoder_steps < 1:

@@ -20,31 +20,54 @@ def select(examples: Examples, split_labels: np.ndarray, split: str, patient: st
     return np.flatnonzero(mask)
 
 
-class TensorSplit:
-    """One split of one trial: x (N, leads, samples) and y (N,) on ``device``, and the class names."""
+def model_input(t: torch.Tensor) -> torch.Tensor:
+    """uint8 inputs (images cached compactly) stand for [0, 1] in steps of 1/255."""
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, label_names, device: torch.device):
+
+class TensorSplit:
+    """One split of one trial: the named inputs (N, ...) and y on ``device``, and the class names.
+
+    A batch is (inputs by name, y); a model takes the inputs positionally, in their order.
+    """
+
+    def __init__(self, inputs: dict[str, np.ndarray], y: np.ndarray, label_names, device: torch.device,
+                 layout: str = "signal", scores: tuple[str, ...] = ()):
         # np.array copies out of the read-only Ray object-store buffer before torch takes it.
-        self.x = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
-        self.y = torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
-        self.y_numpy = np.asarray(y, dtype=np.int64)
+        self.inputs = {name: torch.from_numpy(np.array(a)).to(device) for name, a in inputs.items()}
+        multi_label = np.asarray(y).ndim == 2
+        self.y = torch.from_numpy(np.array(y, dtype=np.float32 if multi_label else np.int64)).to(device)
+        self.y_numpy = np.asarray(y, dtype=np.float32 if multi_label else np.int64)
         self.label_names = tuple(label_names)
+        self.layout, self.scores = layout, tuple(scores)
 
     @classmethod
     def of(cls, examples: Examples, indices: np.ndarray, device: torch.device) -> "TensorSplit":
         """The examples at ``indices``."""
-        return cls(examples.x[indices], examples.y[indices], examples.label_names, device)
+        return cls({k: v[indices] for k, v in examples.inputs.items()}, examples.y[indices], examples.label_names,
+                   device, examples.layout, examples.scores)
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
 
     def __len__(self) -> int:
         return len(self.y)
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None):
-        """Yield (x, y) batches in ``order`` (default: as stored)."""
+        """Yield (inputs by name, y) batches in ``order`` (default: as stored)."""
         n = len(self)
-        order = torch.arange(n, device=self.x.device) if order is None else order
+        order = torch.arange(n, device=self.device) if order is None else order
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            yield self.x[idx], self.y[idx]
+            yield {k: model_input(v[idx]) for k, v in self.inputs.items()}, self.y[idx]
+
+
+def example_batch(examples: Examples, n: int = 2) -> dict[str, np.ndarray]:
+    """The first ``n`` examples as a model takes them (each input by name, in order, float32): what the
+    registry traces an exported model with."""
+    return {name: a[:n].astype(np.float32) / 255.0 if a.dtype == np.uint8 else a[:n].astype(np.float32)
+            for name, a in examples.inputs.items()}
 
 
 def epoch_order(labels: np.ndarray, weighted: bool, generator: torch.Generator) -> torch.Tensor:

@@ -17,9 +17,8 @@ def model_spec(config: dict, examples) -> dict:
     """Everything create_model needs, stored in the checkpoint so a model can be rebuilt without the space."""
     return {
         "name": config["model"]["name"],
-        "in_channels": int(examples.x.shape[1]),
+        "inputs": {name: list(shape) for name, shape in examples.input_shapes.items()},
         "num_classes": len(examples.label_names),
-        "input_length": int(examples.x.shape[2]),
         "hparams": dict(config["model"].get("hparams", {})),
         "label_names": list(examples.label_names),
     }
@@ -28,13 +27,7 @@ def model_spec(config: dict, examples) -> dict:
 def build_model(spec: dict):
     from ecgtune.models import create_model
 
-    return create_model(
-        spec["name"],
-        in_channels=spec["in_channels"],
-        num_classes=spec["num_classes"],
-        input_length=spec["input_length"],
-        **spec["hparams"],
-    )
+    return create_model(spec["name"], inputs=spec["inputs"], num_classes=spec["num_classes"], **spec["hparams"])
 
 
 def save_state(directory: str | os.PathLike, state: dict) -> None:

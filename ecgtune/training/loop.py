@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from ecgtune.training.metrics import classification_metrics
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """BCE on a single logit (binary), cross-entropy otherwise."""
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE on a single logit (binary), cross-entropy otherwise; ``class_weights`` (one per class) weigh
+    each example's loss by its true class (for a single logit: the weight of class 1 over class 0)."""
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-    return F.cross_entropy(logits, y)
+        weight = None if class_weights is None else class_weights[y.long()]
+        return F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), weight=weight)
+    return F.cross_entropy(logits, y, weight=class_weights)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -32,19 +34,23 @@ def autocast(device: torch.device):
     return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
-def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None, scheduler_per_batch=None):
+def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None,
+              scheduler_per_batch=None, class_weights=None, transform=None):
     """One pass over ``split``: trains when ``stage == "train"``, else scores it (val and test alike, through
-    ``predict``). Returns the metrics, prefixed by stage."""
+    ``predict``). ``transform(inputs) -> inputs`` changes training batches only (augmentation).
+    Returns the metrics, prefixed by stage."""
     if stage != "train":
         logits = predict(model, split, batch_size=batch_size)
         loss = loss_fn(torch.from_numpy(logits), split.y.cpu()).item() if len(split) else 0.0
-        return {f"{stage}_loss": loss, **classification_metrics(logits, split.y_numpy, stage, split.label_names)}
+        return {f"{stage}_loss": loss,
+                **classification_metrics(logits, split.y_numpy, stage, split.label_names, split.scores)}
     model.train(True)
-    device = split.x.device
     total_loss, seen = 0.0, 0
     for xb, yb in split.batches(batch_size, order):
-        with autocast(device):
-            loss = loss_fn(model(xb).float(), yb)
+        if transform is not None:
+            xb = transform(xb)
+        with autocast(split.device):
+            loss = loss_fn(model(*xb.values()).float(), yb, class_weights)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -66,6 +72,6 @@ def predict(model, split, *, batch_size: int = 1024) -> np.ndarray:
     model.eval()
     outputs = []
     for xb, _ in split.batches(batch_size):
-        with autocast(split.x.device):
-            outputs.append(model(xb).float().cpu())
+        with autocast(split.device):
+            outputs.append(model(*xb.values()).float().cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 1), np.float32)

@@ -20,8 +20,28 @@ def predictions(logits: np.ndarray) -> np.ndarray:
     return probabilities(logits).argmax(axis=1)
 
 
-def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label_names=None) -> dict[str, float]:
-    """Balanced accuracy, macro F1 / precision / recall, AUROC, and per class precision, recall
+def cinc2017_score(y: np.ndarray, pred: np.ndarray, label_names) -> float:
+    """The PhysioNet/CinC Challenge 2017 score (score2017.m): the mean of the F1 of normal (N), AF (A)
+    and other rhythm (O), each 2 x correct / (its row + its column of the confusion matrix), the noise
+    class (~) counting in the matrix but not in the mean. A class neither present nor predicted (possible
+    in a small validation set only) has no F1 and leaves the mean."""
+    names = list(label_names)
+    f1 = []
+    for label in ("N", "A", "O"):
+        k = names.index(label)
+        correct = np.sum((y == k) & (pred == k))
+        total = np.sum(y == k) + np.sum(pred == k)
+        if total:
+            f1.append(2.0 * correct / total)
+    return float(np.mean(f1)) if f1 else float("nan")
+
+
+# Task scores a dataset asks for beside the generic metrics (Examples.scores): name -> score(y, pred, labels).
+SCORES = {"cinc_f1": cinc2017_score}
+
+
+def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label_names=None, scores=()) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro F1 / precision / recall, AUROC, and per class precision, recall
     (sensitivity) and F1 as ``<prefix>_<measure>_<class name>``; names prefixed by the stage.
 
     Classes absent from ``y`` do not count in the macro averages and get no per-class recall
@@ -41,6 +61,7 @@ def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label
         y, pred, labels=present, average="macro", zero_division=0
     )
     metrics = {
+        "accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else float("nan"),
         "f1_macro": float(f1),
         "precision_macro": float(precision),
@@ -68,4 +89,6 @@ def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label
                 metrics["auroc"] = float(roc_auc_score(y == present[1], cols[:, 1]))
             else:
                 metrics["auroc"] = float(roc_auc_score(y, cols, multi_class="ovr", labels=present))
+    for name in scores:
+        metrics[name] = SCORES[name](y, pred, label_names) if len(y) else float("nan")
     return {f"{prefix}_{k}": v for k, v in metrics.items()}

@@ -12,11 +12,13 @@ import tempfile
 import numpy as np
 import torch
 
+from ecgtune.data.examples import SIGNAL
 from ecgtune.models.transfer import freeze_features, load_pretrained
 from ecgtune.training.batches import TensorSplit, epoch_order, select
 from ecgtune.training.checkpoint import build_model, load_state, model_spec, save_state
 from ecgtune.training.loop import autocast_dtype, run_epoch
 from ecgtune.training.optim import build_optimizer, build_scheduler
+from ecgtune.transforms.augment import augmentation
 from ecgtune.transforms.resampling import smote
 
 
@@ -71,8 +73,23 @@ def training_split(examples, split_labels, patient, cfg: dict, device) -> Tensor
     indices = select(examples, split_labels, "train", patient)
     if not cfg.get("smote"):
         return TensorSplit.of(examples, indices, device)
+    # One signal input: the search refuses SMOTE for any other examples before it starts.
     x, y = smote(np.asarray(examples.x[indices]), np.asarray(examples.y[indices]), seed=cfg["seed"])
-    return TensorSplit(x, y, examples.label_names, device)
+    return TensorSplit({SIGNAL: x}, y, examples.label_names, device, examples.layout, examples.scores)
+
+
+def class_weights(cfg: dict, train: TensorSplit) -> torch.Tensor | None:
+    """The cross-entropy's weight per class: none, inversely proportional to the training counts
+    ("balanced"), or the space's own list (one per class, in label order)."""
+    choice = cfg.get("class_weights") or "none"
+    if choice == "none":
+        return None
+    if choice == "balanced":
+        counts = np.bincount(train.y_numpy, minlength=len(train.label_names)).astype(np.float64)
+        weights = len(train) / (len(counts) * np.maximum(counts, 1))
+    else:
+        weights = np.asarray(choice, dtype=np.float64)
+    return torch.as_tensor(weights, dtype=torch.float32, device=train.device)
 
 
 def prepared_data(datasets: dict, key: str):
@@ -132,6 +149,8 @@ def train_fn(config: dict, datasets=None) -> None:
     scheduler, per_batch = build_scheduler(optimizer, cfg, steps)
     # fp16 needs loss scaling; bf16 (what autocast picks where the GPU has it natively) and the CPU do not.
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
+    weights = class_weights(cfg, train)
+    augment = augmentation(cfg, train.layout, generator=torch.Generator(device=device).manual_seed(cfg["seed"]))
 
     start_epoch, best, stale = 0, None, 0
     checkpoint = tune.get_checkpoint()
@@ -150,7 +169,7 @@ def train_fn(config: dict, datasets=None) -> None:
         order = epoch_order(train.y_numpy, cfg["weighted_sampling"], generator).to(device)
         metrics = run_epoch(
             model, train, "train", batch_size=cfg["batch_size"], optimizer=optimizer, scaler=scaler,
-            order=order, scheduler_per_batch=scheduler if per_batch else None,
+            order=order, scheduler_per_batch=scheduler if per_batch else None, class_weights=weights, transform=augment,
         )
         metrics.update(run_epoch(model, val, "val", batch_size=max(cfg["batch_size"], 256)))
         if scheduler is not None and not per_batch:

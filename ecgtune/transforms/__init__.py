@@ -1,1 +1,5 @@
-"""Transforms of prepared examples: resampling of the training split (SMOTE)."""
+"""Transforms of examples: resampling (SMOTE), spectrograms, input layouts, augmentations."""
+
+# The augmentations of training batches (ecgtune.transforms.augment), in the order they are applied;
+# here so that reading a search space does not import torch.
+AUGMENTATIONS = ("cutout", "drop", "random_resample", "resample", "scale", "shift", "sine", "band_pass")

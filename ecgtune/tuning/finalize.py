@@ -148,12 +148,19 @@ class Finalizer:
         self.echo(unit_line(unit, summary))
 
 
+def searched_hparams(unit: Unit) -> set[str]:
+    from ecgtune.spaces import Domain
+
+    return {k for k, v in unit.model.hparams.items() if isinstance(v, Domain)}
+
+
 def unit_line(unit: Unit, s: UnitSummary) -> str:
     failed = f", {s.failed_trials} of {unit.planned_trials} trials failed" if s.failed_trials else ""
+    measure = unit.space.metric[len("val_"):]
+    test = (f"test {measure} {s.test.get('test_' + measure, float('nan')):.4f}, "
+            f"test macro F1 {s.test.get('test_f1_macro', float('nan')):.4f}") if s.test else "no test part"
     return (
-        f"  {unit.key}: {unit.space.metric} {s.val_metric:.4f}, "
-        f"test balanced accuracy {s.test.get('test_balanced_accuracy', float('nan')):.4f}, "
-        f"test macro F1 {s.test.get('test_f1_macro', float('nan')):.4f}, "
+        f"  {unit.key}: {unit.space.metric} {s.val_metric:.4f}, {test}, "
         f"{s.registered_model} v{s.version}{' (champion)' if s.champion else ''}{failed}"
     )
 
@@ -161,8 +168,10 @@ def unit_line(unit: Unit, s: UnitSummary) -> str:
 def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocation: str, weights_to: str | None = None) -> UnitSummary:
     """Select on validation, evaluate on test once, log it on the selected run, promote; write the selected
     weights to ``weights_to`` when given."""
+    from ecgtune.training.batches import example_batch
     from ecgtune.training.checkpoint import write_weights
     from ecgtune.tuning.artifacts import log_confusion_matrix
+    from ecgtune.data import split_has_test
     from ecgtune.tuning.selection import evaluate_test, select_best
 
     space, data = unit.space, record.data
@@ -171,7 +180,8 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         # Most trials failing is a finding in itself (out of memory at large batches, say), not noise.
         mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
     best = select_best(outcomes, space.mode, unit.key)
-    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient)
+    with_test = split_has_test(space.split)
+    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient, with_test)
     run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)
     if run is None:
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")
@@ -181,13 +191,16 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             mlf.log_metric(run_id, name, value)
             mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
     mlf.set_tag(run_id, "ecgtune.selected", "true")
-    log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {unit.name}: test")
+    if with_test:
+        log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {unit.name}: test")
+    else:  # the seed's own protocol for comparison: selected and reported on the same validation split
+        mlf.set_tag(run_id, "ecgtune.test", f"none: split {space.split} has no test part")
 
     headline = ("test_balanced_accuracy", "test_f1_macro", "test_precision_macro", "test_recall_macro")
     promoted = promotion.promote(
         mlf,
         name=unit.registered_name,
-        run_id=run_id, model=evaluation.model, example=data.examples.x[:2].copy(), metric=space.metric,
+        run_id=run_id, model=evaluation.model, example=example_batch(data.examples), metric=space.metric,
         value=evaluation.state["best"], mode=space.mode,
         tags={
             "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
@@ -201,7 +214,9 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         write_weights(weights_to, evaluation.state["model_state"])
     return UnitSummary(
         space=space.experiment_name, stage=unit.stage.stage, model=unit.model.name, patient=unit.patient,
-        config=dict(best.config["train"]), val_metric=float(evaluation.state["best"]), test=evaluation.metrics,
+        config={**best.config["train"], **{f"model.{k}": v for k, v in best.config["model"]["hparams"].items()
+                                           if k in searched_hparams(unit)}},
+        val_metric=float(evaluation.state["best"]), test=evaluation.metrics,
         run_id=run_id, registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
         failed_trials=len(failed),
     )

@@ -65,8 +65,9 @@ class Promotion:
 def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict) -> Promotion:
     """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
 
-    ``example`` is a small input batch (batch, leads, samples): MLflow traces the model with it
-    (torch.export), so the registered model loads without ecgtune's classes. A version already registered
+    ``example`` is a small batch of each input, by name, in the order the model takes them: MLflow traces
+    the model with it (torch.export), so the registered model loads without ecgtune's classes and takes
+    the same positional inputs. A version already registered
     under the same ``INVOCATION_TAG`` is reused (the same unit, finalised again after a crash).
     """
     version = registered_by(mlflow_client, name, tags.get(INVOCATION_TAG))
@@ -84,14 +85,32 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
 
 
-def _register(mlflow_client, *, name: str, run_id: str, model, example, tags: dict):
+def signature(model, example: dict):
+    """The model's signature: each named input (batch, ...) in order, and the logits (batch, outputs)."""
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    with torch.no_grad():
+        out = model(*(torch.from_numpy(a) for a in example.values()))
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *a.shape[1:]), name) for name, a in example.items()]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *out.shape[1:]), "logits")]),
+    )
+
+
+def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict):
     import mlflow
     import mlflow.pytorch
 
     use_uri(mlflow_client.tracking_uri)
+    arrays = tuple(example.values())
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
-            model, name="model", input_example=example,
+            model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
+            # MLflow infers no signature for several inputs; torch.export needs one of tensors.
+            signature=signature(model, example),
             # Naming the requirements skips MLflow's slow import-tracing inference.
             pip_requirements=["torch", "ecgtune"],
         )

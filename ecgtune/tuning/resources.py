@@ -120,24 +120,36 @@ def trial_resources(spaces: list[SearchSpace], *, on_cluster: bool, cluster: Clu
     has_gpu = any(n.gpu > 0 for n in cluster.nodes)
     out = {}
     for space in spaces:
-        cpu, gpu = override.get("cpu", space.cpu), override.get("gpu", space.gpu)
-        if cpu == 0 and gpu == 0:
-            raise EcgtuneError(f"{space.path}: key 'resources': a trial needs a CPU or a GPU, got cpu 0 and gpu 0")
-        if gpu and not has_gpu and not on_cluster:
+        base = {"cpu": float(override.get("cpu", space.cpu)), "gpu": float(override.get("gpu", space.gpu))}
+        # --resources replaces the space's requests, those it makes for some model hyperparameters too.
+        when = {} if override else {h: {v: {k: float(a) for k, a in amounts.items()} for v, amounts in t.items()}
+                                    for h, t in space.resources_when.items()}
+        if not has_gpu and not on_cluster and (base["gpu"] or any(a.get("gpu") for t in when.values() for a in t.values())):
             echo(f"no GPU on this machine: trials of {space.name} run on the CPU")
-            gpu = 0.0
-        fits = cluster.can_hold(cpu, gpu)
-        if fits is False:
-            offered = ", ".join(f"{n.name} (CPU {n.cpu:g}, GPU {n.gpu:g})" for n in cluster.nodes + (cluster.node_types or []))
-            raise EcgtuneError(
-                f"{space.path}: key 'resources': a trial asks for CPU {cpu:g}, GPU {gpu:g}, but no node of the Ray "
-                f"cluster can hold it ({offered or 'no node'}); lower the request with --resources cpu=N,gpu=M"
-            )
-        if fits is None:
-            echo(f"note: no node holds a trial of {space.name} (CPU {cpu:g}, GPU {gpu:g}) yet; "
-                 "the cluster's autoscaler is to start one")
-        out[space.experiment_name] = {"cpu": float(cpu), "gpu": float(gpu)}
+            base["gpu"] = 0.0
+            when = {h: {v: dict(a, gpu=0.0) for v, a in t.items()} for h, t in when.items()}
+        requests = [("resources", base)] + [(f"resources.when.{h}.{v}", {**base, **a})
+                                            for h, t in when.items() for v, a in t.items()]
+        for key, amounts in requests:
+            check_request(space, key, amounts, cluster, echo)
+        out[space.experiment_name] = {**base, "when": when}
     return out
+
+
+def check_request(space: SearchSpace, key: str, amounts: dict[str, float], cluster: ClusterView, echo) -> None:
+    cpu, gpu = amounts["cpu"], amounts["gpu"]
+    if cpu == 0 and gpu == 0:
+        raise EcgtuneError(f"{space.path}: key '{key}': a trial needs a CPU or a GPU, got cpu 0 and gpu 0")
+    fits = cluster.can_hold(cpu, gpu)
+    if fits is False:
+        offered = ", ".join(f"{n.name} (CPU {n.cpu:g}, GPU {n.gpu:g})" for n in cluster.nodes + (cluster.node_types or []))
+        raise EcgtuneError(
+            f"{space.path}: key '{key}': a trial asks for CPU {cpu:g}, GPU {gpu:g}, but no node of the Ray "
+            f"cluster can hold it ({offered or 'no node'}); lower the request with --resources cpu=N,gpu=M"
+        )
+    if fits is None:
+        echo(f"note: no node holds a trial of {space.name} (CPU {cpu:g}, GPU {gpu:g}) yet; "
+             "the cluster's autoscaler is to start one")
 
 
 def check_storage(storage_path: str, *, on_cluster: bool, cluster: ClusterView, declared_shared: bool) -> None:

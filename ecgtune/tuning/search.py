@@ -62,6 +62,48 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     return PreparedData(examples, labels, key)
 
 
+def model_variants(hparams: dict) -> list[dict]:
+    """Every combination of a model's searched choices (numeric ranges at their lower bound): the models
+    a search may build."""
+    import itertools
+
+    from ecgtune.spaces import Domain
+
+    options = {}
+    for key, value in hparams.items():
+        if isinstance(value, Domain):
+            options[key] = list(value.values) if value.kind in ("grid", "categorical") else [value.low]
+        else:
+            options[key] = [value]
+    return [dict(zip(options, combo)) for combo in itertools.product(*options.values())]
+
+
+def check_fit(space: SearchSpace, data: PreparedData) -> None:
+    """Refuse, before anything starts, models that cannot take this dataset's examples and SMOTE on
+    examples it cannot interpolate, naming the space file and the key."""
+    from ecgtune.spaces import Domain
+    from ecgtune.training.checkpoint import build_model, model_spec
+
+    examples = data.examples
+    for index, model in enumerate(space.models):
+        for hparams in model_variants(model.hparams):
+            config = {"model": {"name": model.name, "hparams": hparams}}
+            try:
+                build_model(model_spec(config, examples))
+            except (EcgtuneError, ValueError) as exc:
+                key = f"models[{index}]" if len(space.models) > 1 else "model"
+                raise EcgtuneError(f"{space.path}: key '{key}': {exc}") from None
+    for stage in space.stages:
+        smote = stage.params.get("smote", False)
+        if True in (smote.values if isinstance(smote, Domain) else (smote,)) and (
+                len(examples.inputs) > 1 or examples.multi_label):
+            raise EcgtuneError(
+                f"{space.path}: key 'stages.{stage.stage}.params.smote': SMOTE interpolates single signals of one "
+                f"class; these examples have inputs {list(examples.inputs)}"
+                + (" and several labels each" if examples.multi_label else "") + "; leave smote false"
+            )
+
+
 def init_ray(address: str | None, tracking_uri: str) -> None:
     import ray
 
@@ -202,6 +244,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
 
     plan = build_plan(spaces)
     data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
+    for space in spaces:
+        check_fit(space, data[space.experiment_name])
     mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
     check_external_sources(mlf, plan, data)
     name = schedule_name(spaces, suite)

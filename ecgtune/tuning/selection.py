@@ -40,25 +40,27 @@ def select_best(outcomes: list[TrialOutcome], mode: str, unit: str) -> TrialOutc
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The selected model's one evaluation on test."""
+    """The selected model and its one evaluation on test (none for a split protocol without a test part)."""
 
-    metrics: dict  # test_* figures, per class included
-    confusion: np.ndarray  # (classes, classes): rows true class, columns predicted
-    label_names: tuple
     model: object  # the rebuilt model, on the CPU, in eval mode
     state: dict  # its checkpoint (best epoch, validation value, model spec)
+    metrics: dict  # test_* figures, per class included; empty without a test part
+    confusion: np.ndarray | None  # (classes, classes): rows true class, columns predicted
+    label_names: tuple
 
 
-def evaluate_test(checkpoint, examples, split_labels, patient: str | None) -> Evaluation:
+def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_test: bool = True) -> Evaluation:
     """Rebuild the selected model and score it on the test split, once."""
     from sklearn.metrics import confusion_matrix
 
     with checkpoint.as_directory() as d:
         model, state = model_from_checkpoint_dir(d)
+    if not with_test:
+        return Evaluation(model, state, {}, None, examples.label_names)
     test = TensorSplit.of(examples, select(examples, split_labels, "test", patient), torch.device("cpu"))
     if len(test) == 0:
         raise EcgtuneError(f"no test examples for {'patient ' + patient if patient else 'this dataset'}")
     logits = predict(model, test)
-    metrics = classification_metrics(logits, test.y_numpy, "test", test.label_names)
+    metrics = classification_metrics(logits, test.y_numpy, "test", test.label_names, test.scores)
     confusion = confusion_matrix(test.y_numpy, predictions(logits), labels=np.arange(len(test.label_names)))
-    return Evaluation(metrics, confusion, test.label_names, model, state)
+    return Evaluation(model, state, metrics, confusion, test.label_names)

@@ -7,7 +7,7 @@ import os
 
 from ray import tune
 
-from ecgtune.spaces import SearchSpace, StageSpec, max_epochs, to_param_space
+from ecgtune.spaces import Domain, SearchSpace, StageSpec, max_epochs, to_param_space
 from ecgtune.tuning.plan import Unit
 from ecgtune.tuning.searcher import UnitSchedulers, UnitSearcher
 
@@ -16,13 +16,15 @@ TUNE_EXPERIMENT = "trials"  # the Tune experiment's folder under the invocation'
 MAX_PENDING_TRIALS = 200
 
 
-def param_space(unit: Unit, data_key: str, resources: dict[str, float]) -> dict:
-    """What every trial's config holds: searched training params, the fixed model, and its unit."""
+def param_space(unit: Unit, data_key: str, resources: dict) -> dict:
+    """What every trial's config holds: searched training params, the model (its searched hyperparameters
+    too), its unit, and what it asks of the cluster (``resources``: cpu, gpu, when)."""
     space, stage = unit.space, unit.stage
     replace_head = stage.stage == "finetune" and space.transfer is not None and space.transfer.replace_head
+    hparams = {k: v.to_tune() if isinstance(v, Domain) else v for k, v in unit.model.hparams.items()}
     return {
         **to_param_space(space, stage),
-        "model": {"name": unit.model.name, "hparams": dict(unit.model.hparams)},
+        "model": {"name": unit.model.name, "hparams": hparams},
         "space": space.experiment_name,
         "unit": unit.key,
         "stage": stage.stage,
@@ -47,12 +49,22 @@ def unit_scheduler(space: SearchSpace, stage: StageSpec):
     )
 
 
+def trial_amounts(config: dict) -> dict[str, float]:
+    """The CPUs and GPUs of one trial: its space's, or what the space says for its model's hyperparameters
+    (``resources.when``: one trial of a large model per GPU, several small ones)."""
+    r = config["resources"]
+    amounts = {"cpu": r["cpu"], "gpu": r["gpu"]}
+    for hparam, table in r.get("when", {}).items():
+        amounts.update(table.get(str(config["model"]["hparams"].get(hparam)), {}))
+    return amounts
+
+
 def trial_placement(config: dict):
-    """Each trial asks for its own space's resources (spaces of one search may differ)."""
+    """Each trial asks for its own resources (spaces and models of one search may differ)."""
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    r = config["resources"]
-    return PlacementGroupFactory([{"CPU": r["cpu"], "GPU": r["gpu"]}])
+    amounts = trial_amounts(config)
+    return PlacementGroupFactory([{"CPU": amounts["cpu"], "GPU": amounts["gpu"]}])
 
 
 def trial_dirname(trial) -> str:

@@ -46,7 +46,7 @@ def test_importing_the_data_package_does_not_import_wfdb_or_scipy():
 
 def _examples(n: int = 5) -> Examples:
     return Examples(
-        x=np.arange(n * 4, dtype=np.float64).reshape(n, 1, 4),
+        inputs={"signal": np.arange(n * 4, dtype=np.float64).reshape(n, 1, 4)},
         y=[0, 1, 0, 1, 1][:n],
         records=["100", "100", "201", "202", "202"][:n],
         patients=[MitBih.patient_of(r) for r in ["100", "100", "201", "202", "202"][:n]],
@@ -77,16 +77,38 @@ def test_examples_subset_by_mask_and_indices():
 
 
 def test_examples_rejects_misaligned_fields():
-    with pytest.raises(ValueError, match=r"y must have shape \(2,\)"):
-        Examples(np.zeros((2, 1, 3)), [0], ["100", "100"], ["100", "100"], [0, 1], ("a",))
-    with pytest.raises(ValueError, match="x must have shape"):
-        Examples(np.zeros((2, 3)), [0, 0], ["1", "1"], ["1", "1"], [0, 1], ("a",))
+    with pytest.raises(ValueError, match=r"input 'signal' must have shape \(1, ...\)"):
+        Examples({"signal": np.zeros((2, 1, 3))}, [0], ["100", "100"], ["100", "100"], [0, 1], ("a",))
+    with pytest.raises(ValueError, match=r"records must have shape \(2,\)"):
+        Examples({"signal": np.zeros((2, 3))}, [0, 0], ["1"], ["1", "1"], [0, 1], ("a",))
+    with pytest.raises(ValueError, match="one column per label"):
+        Examples({"signal": np.zeros((2, 3))}, np.zeros((2, 3)), ["1", "1"], ["1", "1"], [0, 1], ("a", "b"))
+
+
+def test_examples_with_several_named_inputs_keep_their_order_and_round_trip():
+    n = 3
+    ex = Examples(inputs={"windows": np.ones((n, 4, 8)), "spectrogram": np.zeros((n, 1, 5, 3)),
+                          "image": np.full((n, 2, 4, 4), 255, np.uint8)},
+                  y=[0, 1, 2], records=["a", "b", "c"], patients=["a", "b", "c"], positions=[0, 0, 0],
+                  label_names=("N", "O", "A"), layout="dualnet", scores=("cinc_f1",))
+    assert list(ex.input_shapes) == ["windows", "spectrogram", "image"]
+    assert ex.input_shapes["spectrogram"] == (1, 5, 3) and ex.inputs["image"].dtype == np.uint8
+    with pytest.raises(ValueError, match="several inputs"):
+        ex.x
+    back = Examples.from_arrays(ex.to_arrays())
+    assert list(back.inputs) == list(ex.inputs) and back.layout == "dualnet" and back.scores == ("cinc_f1",)
+    sub = back.subset([2])
+    assert sub.inputs["windows"].shape == (1, 4, 8) and sub.records.tolist() == ["c"]
+    # A cache written before inputs were named (one array "x") reads as one signal input.
+    old = {k: v for k, v in _examples().to_arrays().items() if not k.startswith("input.")}
+    old["x"] = _examples().x
+    assert list(Examples.from_arrays(old).inputs) == ["signal"]
 
 
 def test_examples_array_round_trip_and_frozen():
     ex = _examples()
     back = Examples.from_arrays(ex.to_arrays())
-    for field in ("x", "y", "records", "patients", "positions"):
+    for field in ("x", "y", "records", "patients", "positions"):  # x: the one input
         np.testing.assert_array_equal(getattr(ex, field), getattr(back, field))
     assert back.label_names == ex.label_names
     with pytest.raises(AttributeError):

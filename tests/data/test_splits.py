@@ -22,7 +22,7 @@ def _examples(per_record: dict[str, list[int]], *, shuffle_seed: int | None = No
         order = np.random.default_rng(shuffle_seed).permutation(order)
     n = len(labels)
     return Examples(
-        x=np.zeros((n, 1, 4), np.float32),
+        inputs={"signal": np.zeros((n, 1, 4), np.float32)},
         y=np.asarray(labels)[order],
         records=np.asarray(records)[order],
         patients=np.asarray(["201" if r == "202" else r for r in records])[order],
@@ -39,7 +39,8 @@ STUDY = {"100": [0] * 90 + [1] * 10, "208": [0] * 50 + [1] * 50, "231": [0] * 20
 
 
 def test_list_splits():
-    assert list_splits() == ["chronological", "folds", "inter_patient", "per_patient", "random_beats"]
+    assert list_splits() == ["chronological", "folds", "inter_patient", "per_patient", "random_beats",
+                             "random_records", "stratified_records"]
 
 
 def test_unknown_protocol_lists_known_ones():
@@ -145,7 +146,7 @@ def test_folds_protocol_uses_the_datasets_folds_and_refuses_examples_without_the
     n = 20
     folds = np.arange(n) % 11  # 0 = no fold, 1-10
     ex = Examples(
-        x=np.zeros((n, 1, 4)), y=np.zeros(n), records=[str(i) for i in range(n)],
+        inputs={"signal": np.zeros((n, 1, 4))}, y=np.zeros(n), records=[str(i) for i in range(n)],
         patients=[str(i) for i in range(n)], positions=np.zeros(n), label_names=("a", "b"), folds=folds,
     )
     split = assign_split("folds", ex)

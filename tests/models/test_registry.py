@@ -5,20 +5,27 @@ import torch
 
 from ecgtune.errors import EcgtuneError
 from ecgtune.models import create_model, list_models, register_model
+from ecgtune.models._registry import model_inputs
 
-SHAPES = [  # (in_channels, num_classes, input_length)
-    (1, 2, 128),
-    (1, 5, 187),
-    (2, 3, 360),
-]
+# A few tiny example shapes for each set of inputs a model may take (every registered model is tested with
+# those its registration names).
+EXAMPLES = {
+    ("signal",): [{"signal": (1, 128)}, {"signal": (1, 187)}, {"signal": (2, 360)}],
+    ("windows", "spectrogram"): [{"windows": (6, 256), "spectrogram": (1, 48, 33)}],
+}
+CLASSES = (2, 5, 3)
 
 
-@pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("in_channels,num_classes,length", SHAPES)
-def test_every_model_forward_backward_shape(name, in_channels, num_classes, length):
-    model = create_model(name, in_channels=in_channels, num_classes=num_classes, input_length=length)
-    x = torch.randn(3, in_channels, length)
-    out = model(x)
+def contract_cases():
+    for name in list_models():
+        for i, shapes in enumerate(EXAMPLES[model_inputs(name)]):
+            yield pytest.param(name, shapes, CLASSES[i % len(CLASSES)], id=f"{name}-{i}")
+
+
+@pytest.mark.parametrize("name,shapes,num_classes", contract_cases())
+def test_every_model_forward_backward_shape(name, shapes, num_classes):
+    model = create_model(name, inputs=shapes, num_classes=num_classes)
+    out = model(*(torch.randn(3, *shape) for shape in shapes.values()))
     assert out.shape == (3, 1 if num_classes == 2 else num_classes)
     assert torch.isfinite(out).all()
     out.sum().backward()
@@ -28,25 +35,31 @@ def test_every_model_forward_backward_shape(name, in_channels, num_classes, leng
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_has_feature_parameters_excluding_the_head(name):
-    model = create_model(name, in_channels=1, num_classes=2, input_length=128)
+    model = create_model(name, inputs=EXAMPLES[model_inputs(name)][0], num_classes=2)
     features = {id(p) for p in model.feature_parameters()}
     all_params = {id(p) for p in model.parameters()}
-    assert features and features < all_params
+    head = {id(p) for n, p in model.named_parameters() if n.startswith("head.")}
+    assert features and head and features == all_params - head
+
+
+def test_a_model_refuses_inputs_it_does_not_take():
+    with pytest.raises(EcgtuneError, match=r"takes the inputs \['signal'\].*\['windows', 'spectrogram'\]"):
+        create_model("cnet", inputs={"windows": (80, 256), "spectrogram": (1, 563, 33)}, num_classes=4)
 
 
 def test_seed_cnn_has_the_published_parameter_count():
-    model = create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128)
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2)
     assert sum(p.numel() for p in model.parameters()) == 67_169
 
 
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(EcgtuneError, match="cnn1d_residual"):
-        create_model("resnet9000", in_channels=1, num_classes=2, input_length=128)
+        create_model("resnet9000", inputs={"signal": (1, 128)}, num_classes=2)
 
 
 def test_unknown_hyperparameter_is_a_clear_error():
     with pytest.raises(EcgtuneError, match="num_layers"):
-        create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=128, num_layers=3)
+        create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2, num_layers=3)
 
 
 def test_duplicate_registration_is_refused():
@@ -56,7 +69,7 @@ def test_duplicate_registration_is_refused():
 
 def test_too_short_input_is_refused():
     with pytest.raises(ValueError, match="too short"):
-        create_model("cnn1d_residual", in_channels=1, num_classes=2, input_length=20)
+        create_model("cnn1d_residual", inputs={"signal": (1, 20)}, num_classes=2)
 
 
 def test_list_models_pattern():
@@ -69,7 +82,7 @@ def test_hyperparameters_take_the_type_of_the_builders_default():
     from ecgtune.models._registry import typed_like_defaults
     from ecgtune.models.heartbeat import CNet
 
-    model = create_model("cnet", in_channels=1, num_classes=5, input_length=187, filters=8.0, dropout=0)
+    model = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=5, filters=8.0, dropout=0)
     assert model.stem.out_channels == 8 and isinstance(model.dropout.p, float)
     assert typed_like_defaults(CNet, {"filters": 16.0, "dropout": 1, "unknown": "x"}) == {
         "filters": 16, "dropout": 1.0, "unknown": "x"}

@@ -8,7 +8,7 @@ from ecgtune.training.batches import TensorSplit, epoch_order, select
 def _examples():
     n = 12
     return Examples(
-        x=np.arange(n * 4, dtype=np.float32).reshape(n, 1, 4),
+        inputs={"signal": np.arange(n * 4, dtype=np.float32).reshape(n, 1, 4)},
         y=np.array([0] * 9 + [1] * 3),
         records=np.array(["100"] * 6 + ["208"] * 6),
         patients=np.array(["100"] * 6 + ["208"] * 6),

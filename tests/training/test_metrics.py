@@ -51,3 +51,21 @@ def test_per_class_figures_are_nan_where_undefined():
     m = classification_metrics(logits, y, "val", ("N", "S", "V"))
     assert np.isnan(m["val_recall_V"]) and np.isnan(m["val_f1_V"]) and np.isnan(m["val_precision_S"])
     assert m["val_recall_S"] == 0.0 and m["val_f1_S"] == 0.0
+
+
+def test_the_cinc_2017_score_is_the_mean_f1_of_normal_af_and_other_from_the_confusion_matrix():
+    """score2017.m on a hand-made 4 x 4 confusion matrix (rows true N, O, A, ~; columns predicted)."""
+    from ecgtune.training.metrics import cinc2017_score
+
+    confusion = np.array([[50, 5, 3, 2], [4, 20, 2, 1], [1, 3, 10, 0], [2, 1, 0, 3]])
+    y = np.repeat(np.arange(4), confusion.sum(1))
+    pred = np.concatenate([np.repeat(np.arange(4), row) for row in confusion])
+    f1 = {k: 2 * confusion[k, k] / (confusion[k].sum() + confusion[:, k].sum()) for k in range(3)}
+    # F1n = 100 / (60 + 57), F1o = 40 / (27 + 29), F1a = 20 / (14 + 15); noise counts in the matrix only.
+    assert f1[0] == pytest.approx(100 / 117) and f1[1] == pytest.approx(40 / 56) and f1[2] == pytest.approx(20 / 29)
+    labels = ("N", "O", "A", "noise")
+    assert cinc2017_score(y, pred, labels) == pytest.approx((100 / 117 + 40 / 56 + 20 / 29) / 3)
+    logits = np.eye(4)[pred] * 5.0
+    metrics = classification_metrics(logits, y, "val", labels, scores=("cinc_f1",))
+    assert metrics["val_cinc_f1"] == pytest.approx((100 / 117 + 40 / 56 + 20 / 29) / 3)
+    assert metrics["val_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())

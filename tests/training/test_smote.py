@@ -14,7 +14,7 @@ def _imbalanced(n_major=200, n_minor=20, seed=0) -> Examples:
     rng = np.random.default_rng(seed)
     y = np.array([0] * n_major + [1] * n_minor + [2] * (n_minor // 2))
     x = rng.uniform(0.0, 1.0, size=(len(y), 1, 16)) + y[:, None, None]
-    return Examples(x=x, y=y, records=np.full(len(y), "100"), patients=np.full(len(y), "100"),
+    return Examples(inputs={"signal": x}, y=y, records=np.full(len(y), "100"), patients=np.full(len(y), "100"),
                     positions=np.arange(len(y)) * 360, label_names=("N", "S", "V"))
 
 
@@ -43,7 +43,7 @@ def test_training_split_with_smote_never_sees_validation_or_test_examples(monkey
     held_out = labels != "train"
     x = ex.x.copy()
     x[held_out] += 1000.0
-    ex = Examples(x=x, y=ex.y, records=ex.records, patients=ex.patients, positions=ex.positions,
+    ex = Examples(inputs={"signal": x}, y=ex.y, records=ex.records, patients=ex.patients, positions=ex.positions,
                   label_names=ex.label_names)
     seen = {}
     real_smote = trainable.smote
@@ -56,7 +56,7 @@ def test_training_split_with_smote_never_sees_validation_or_test_examples(monkey
     cfg = dict(TRAIN_DEFAULTS, smote=True)
     train = training_split(ex, labels, None, cfg, torch.device("cpu"))
     assert seen["n"] == (labels == "train").sum()  # SMOTE got the training examples, nothing else
-    assert train.x.max().item() < 1000.0  # no synthetic example was made from a held-out one
+    assert train.inputs["signal"].max().item() < 1000.0  # no synthetic example was made from a held-out one
     assert np.bincount(train.y_numpy).tolist() == [np.bincount(ex.y[labels == "train"]).max()] * 3
     without = training_split(ex, labels, None, dict(TRAIN_DEFAULTS), torch.device("cpu"))
     assert len(without) == (labels == "train").sum()

@@ -28,7 +28,7 @@ def test_locally_without_a_gpu_trials_run_on_the_cpu():
     said = []
     space = load_space("quickstart")  # asks for 0.25 GPU
     out = trial_resources([space], on_cluster=False, cluster=LAPTOP, override={}, echo=said.append)
-    assert out == {"quickstart": {"cpu": 1.0, "gpu": 0.0}} and "run on the CPU" in said[0]
+    assert out == {"quickstart": {"cpu": 1.0, "gpu": 0.0, "when": {}}} and "run on the CPU" in said[0]
 
 
 def test_on_a_cluster_whose_gpu_workers_start_from_zero_the_gpu_request_stays():
@@ -62,3 +62,19 @@ def test_a_local_storage_folder_is_refused_where_other_nodes_would_write_checkpo
             check_storage(local, on_cluster=True, cluster=cluster, declared_shared=False)
     lone = ClusterView([NodeShape("head", 8, 0)], [NodeShape("head", 8, 0, 1)], autoscaler=True)
     check_storage(local, on_cluster=True, cluster=lone, declared_shared=False)  # it can never grow
+
+
+def test_a_space_asks_more_for_its_larger_models_and_every_request_is_checked():
+    """dualnet_cinc2017: one S or M trial per GPU, four xs trials per GPU (resources.when.size.xs)."""
+    from ecgtune.tuning.tuner import trial_amounts
+
+    space = load_space("dualnet_cinc2017")
+    gpu_node = ClusterView([NodeShape("gpu", 8, 1)], None, autoscaler=False)
+    out = trial_resources([space], on_cluster=True, cluster=gpu_node, override={})["dualnet_cinc2017"]
+    assert trial_amounts({"resources": out, "model": {"hparams": {"size": "s"}}}) == {"cpu": 2.0, "gpu": 1.0}
+    assert trial_amounts({"resources": out, "model": {"hparams": {"size": "xs"}}}) == {"cpu": 1.0, "gpu": 0.25}
+    half_gpu = ClusterView([NodeShape("small", 8, 0.5)], None, autoscaler=False)
+    with pytest.raises(EcgtuneError, match="key 'resources'"):
+        trial_resources([space], on_cluster=True, cluster=half_gpu, override={})
+    local = trial_resources([space], on_cluster=False, cluster=LAPTOP, override={}, echo=lambda line: None)
+    assert local["dualnet_cinc2017"]["when"]["size"]["xs"]["gpu"] == 0.0  # no GPU here: none asked, any size

@@ -16,6 +16,7 @@ EXPECTED = {  # space -> (trials, units) of its smoke version
     "heartbeat_aami-smoke": (2 * 4, 4),
     "mi_scratch-smoke": (2 * 4, 4),
     "mi_transfer-smoke": (2 * 4, 4),
+    "dualnet_cinc2017-smoke": (2 * 2, 2),
 }
 
 
@@ -62,3 +63,8 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     # Every trial run says which node trained it and that it had no GPU (this machine has none).
     every = [r for runs in trials.values() for r in runs]
     assert all(r.data.tags.get("ray.node_id") and r.data.tags.get("ray.gpu_ids") == "none" for r in every)
+    # ECG-DualNet's units trained on two inputs and report the challenge's score on test.
+    dualnet = [r for r in trials["dualnet_cinc2017-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]
+    assert {r.data.tags["ecgtune.model"] for r in dualnet} == {"dualnet", "dualnet_pp"}
+    assert all("test_cinc_f1" in r.data.metrics and "val_cinc_f1" in r.data.metrics for r in dualnet)
+    assert all(r.data.params["model.hparams.size"] == "xs" for r in trials["dualnet_cinc2017-smoke"])

@@ -145,3 +145,21 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
 
     resumed_again = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed_again.returncode == 2 and "nothing to resume" in resumed_again.stderr
+
+
+def test_the_dualnet_seeds_protocol_selects_and_reports_on_validation_with_no_test_part(real_data_dir, ray_local,
+                                                                                     mlflow_uri, capsys):
+    """dualnet_seed keeps the seed's split (no test part): its champion is registered on the validation
+    figure, no test metric is logged, and the summary says so."""
+    assert main(["search", "--space", "dualnet_seed", "--smoke-test", "--models", "dualnet", "--mlflow-uri", mlflow_uri,
+                 "--data-dir", str(real_data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no test part" in out
+    client, parents, children = runs_of(mlflow_uri, "dualnet_seed-smoke")
+    (selected,) = [c for c in children if c.data.tags.get("ecgtune.selected") == "true"]
+    assert not any(k.startswith("test_") for k in selected.data.metrics)
+    assert selected.data.tags["ecgtune.test"].startswith("none") and "val_accuracy" in selected.data.metrics
+    assert selected.data.params["train.optimizer"] == "radam" and selected.data.params["train.lr_scheduler"] == "step"
+    version = client.get_model_version_by_alias("ecgtune-af_rhythm-cinc2017-random_records-scratch-dualnet-smoke",
+                                                "champion")
+    assert version.tags["split"] == "random_records"

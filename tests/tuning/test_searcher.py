@@ -152,4 +152,4 @@ def test_a_unit_is_handed_on_once_every_planned_trial_finished_or_failed_in_tria
 
 def test_all_pairs_smoke_plan_is_one_search_of_every_unit():
     plan = build_plan(shape_search(load_search(["all_pairs"])[0], smoke_test=True))
-    assert len({u.space.name for u in plan}) == 4 and sum(u.planned_trials for u in plan) == 97
+    assert len({u.space.name for u in plan}) == 5 and sum(u.planned_trials for u in plan) == 97 + 4

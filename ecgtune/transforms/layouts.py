@@ -1,0 +1,50 @@
+"""How a dataset's inputs relate to the signal under them (`Examples.layout`).
+
+An augmentation changes the recording, not one view of it: it takes a batch's signal out of its inputs,
+changes it, and makes every input from it again, as the dataset did. A layout is that pair of functions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ecgtune.errors import EcgtuneError
+
+# layout -> (signal of a batch of inputs (batch, samples); inputs of a batch of signals, as the dataset makes them)
+Layout = tuple[Callable[[dict], torch.Tensor], Callable[[torch.Tensor, dict], dict]]
+
+
+def _signal_layout() -> Layout:
+    """One input, ``signal`` (batch, leads, samples): its first lead is the signal (one-lead datasets)."""
+
+    def take(inputs: dict) -> torch.Tensor:
+        if inputs["signal"].shape[1] != 1:
+            raise EcgtuneError("augmentations change one-lead signals; these examples have several leads")
+        return inputs["signal"][:, 0]
+
+    return take, lambda signal, inputs: {"signal": signal[:, None, : inputs["signal"].shape[-1]]}
+
+
+def _dualnet_layout() -> Layout:
+    """``windows`` (batch, 80, 256) and ``spectrogram`` (batch, 1, 563, 33) of a z-scored lead."""
+    from ecgtune.transforms import spectrogram as sp
+
+    def make(signal: torch.Tensor, inputs: dict) -> dict:
+        length = sp.signal_length(signal)
+        full = sp.SEQUENCE_LENGTH
+        padded = torch.nn.functional.pad(signal, (0, max(full - signal.shape[1], 0)))[:, :full]
+        padded = sp.zscore(padded, length.clamp(max=full))
+        return sp.dualnet_inputs(padded, length.clamp(max=full), frames=inputs["spectrogram"].shape[2])
+
+    return (lambda inputs: sp.signal_of_windows(inputs["windows"])), make
+
+
+LAYOUTS: dict[str, Callable[[], Layout]] = {"signal": _signal_layout, "dualnet": _dualnet_layout}
+
+
+def layout(name: str) -> Layout:
+    if name not in LAYOUTS:
+        raise EcgtuneError(f"unknown input layout {name!r}; known: {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]()
