@@ -1,11 +1,11 @@
 """The model registry: a dict, a decorator that refuses duplicates, and a builder that fails loudly.
 
 Every builder (a function or the model class itself) has the same keyword-only contract:
-``builder(*, inputs, num_classes, **hparams) -> nn.Module``, where ``inputs`` gives the shape of one
-example of each named input it takes (``{"signal": (leads, samples)}`` for a signal model); its
-``forward`` takes those inputs positionally, in that order. Its defaults document the published settings
-and give each hyperparameter its type. A model with ``num_classes == 2`` has a single logit
-(sigmoid / BCE); otherwise one logit per class.
+``builder(*, inputs, num_outputs, **hparams) -> nn.Module``, where ``inputs`` gives the shape of one
+example of each named input it takes (``{"signal": (leads, samples)}`` for a signal model) and
+``num_outputs`` the logits its head makes (`outputs_for`); its ``forward`` takes those inputs
+positionally, in that order. Its defaults document the published settings and give each hyperparameter
+its type.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _known(name: str) -> None:
         raise EcgtuneError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
 
 
-def create_model(name: str, *, inputs: dict[str, tuple[int, ...]], num_classes: int, **hparams):
+def create_model(name: str, *, inputs: dict[str, tuple[int, ...]], num_outputs: int, **hparams):
     """Build the registered model ``name`` for examples whose inputs have these shapes; unknown names, and
     inputs the model does not take, raise naming what is expected."""
     _known(name)
@@ -60,7 +60,7 @@ def create_model(name: str, *, inputs: dict[str, tuple[int, ...]], num_classes: 
         )
     builder = _MODELS[name]
     try:
-        return builder(inputs={k: tuple(v) for k, v in inputs.items()}, num_classes=num_classes,
+        return builder(inputs={k: tuple(v) for k, v in inputs.items()}, num_outputs=num_outputs,
                        **typed_like_defaults(builder, hparams))
     except TypeError as exc:  # an unknown hyperparameter name: say which model refused it
         raise EcgtuneError(f"model {name!r} does not accept these hyperparameters {sorted(hparams)}: {exc}") from exc
@@ -91,6 +91,9 @@ def typed_like_defaults(builder: Callable, hparams: dict) -> dict:
     return out
 
 
-def output_units(num_classes: int) -> int:
-    """Binary tasks get one logit, N-class tasks one per class."""
-    return 1 if num_classes == 2 else num_classes
+def outputs_for(num_labels: int, multi_label: bool) -> int:
+    """The logits of a model's head: one per label of a multi-label task (sigmoid each), one for two
+    classes (sigmoid / BCE), one per class otherwise (softmax)."""
+    if multi_label:
+        return num_labels
+    return 1 if num_labels == 2 else num_labels

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgtune.models._registry import output_units, register_model, signal_shape
+from ecgtune.models._registry import register_model, signal_shape
 
 
 class ResidualBlock(nn.Module):
@@ -35,7 +35,7 @@ class ResidualBlock(nn.Module):
 class ResidualCNN1d(nn.Module):
     """The seed's residual 1D CNN; the defaults are the published settings."""
 
-    def __init__(self, *, inputs, num_classes, num_blocks=4, block_channels=32, kernel_size=5):
+    def __init__(self, *, inputs, num_outputs, num_blocks=4, block_channels=32, kernel_size=5):
         super().__init__()
         in_channels, input_length = signal_shape(inputs)
         # No bias in the stem: the seed's count of 67,169 parameters depends on it.
@@ -51,7 +51,7 @@ class ResidualCNN1d(nn.Module):
             )
         features = block_channels * length
         self.dense = nn.Linear(features, features)
-        self.head = nn.Linear(features, output_units(num_classes))
+        self.head = nn.Linear(features, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, leads, samples) -> logits (batch, 1) for binary, (batch, classes) otherwise."""

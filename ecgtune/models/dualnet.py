@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgtune.models._registry import output_units, register_model
+from ecgtune.models._registry import register_model
 
 INPUTS = ("windows", "spectrogram")
 
@@ -181,11 +181,11 @@ class DualNetHead(nn.Module):
     """The last two layers: pooled spectrogram features -> latent width (+ activation), plus the latent
     vector, -> logits."""
 
-    def __init__(self, features: int, latent: int, num_classes: int, act: str):
+    def __init__(self, features: int, latent: int, num_outputs: int, act: str):
         super().__init__()
         self.fc1 = nn.Linear(features, latent)
         self.act = activation(act)
-        self.fc2 = nn.Linear(latent, output_units(num_classes))
+        self.fc2 = nn.Linear(latent, num_outputs)
 
     def forward(self, pooled: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(pooled)) + latent)
@@ -231,14 +231,14 @@ def _size(size: str, sizes: dict, name: str) -> tuple:
 class DualNet(_DualNetBase):
     """ECG-DualNet: an LSTM over the signal's windows, a CNN over its spectrogram."""
 
-    def __init__(self, *, inputs, num_classes, size="s", activation="pau", dropout=0.05):
+    def __init__(self, *, inputs, num_outputs, size="s", activation="pau", dropout=0.05):
         super().__init__()
         hidden, layers, channels = _size(size, DUALNET_SIZES, "dualnet")
         windows, window = inputs["windows"]
         self.signal_encoder = nn.LSTM(window, hidden, num_layers=layers, batch_first=True,
                                       dropout=dropout if layers > 1 else 0.0)
         self.blocks = spectrogram_blocks(inputs["spectrogram"], channels, hidden, activation, dropout, None)
-        self.head = DualNetHead(channels[-1], hidden, num_classes, activation)
+        self.head = DualNetHead(channels[-1], hidden, num_outputs, activation)
 
     def forward(self, windows: torch.Tensor, spectrogram: torch.Tensor) -> torch.Tensor:
         """(batch, windows, window), (batch, 1, frames, bins) -> logits (batch, classes)."""
@@ -251,7 +251,7 @@ class DualNetPlusPlus(_DualNetBase):
     """ECG-DualNet++: a transformer over the signal's windows (learned positions, mean-pooled), axial
     attention in the spectrogram encoder's last three blocks."""
 
-    def __init__(self, *, inputs, num_classes, size="s", activation="pau", dropout=0.05, heads=8):
+    def __init__(self, *, inputs, num_outputs, size="s", activation="pau", dropout=0.05, heads=8):
         super().__init__()
         ff, layers, channels = _size(size, DUALNET_PP_SIZES, "dualnet_pp")
         windows, window = inputs["windows"]
@@ -260,7 +260,7 @@ class DualNetPlusPlus(_DualNetBase):
         self.signal_encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(window), enable_nested_tensor=False)
         self.positions = nn.Parameter(0.1 * torch.randn(1, windows, window))
         self.blocks = spectrogram_blocks(inputs["spectrogram"], channels, window, activation, dropout, attention_from=2)
-        self.head = DualNetHead(channels[-1], window, num_classes, activation)
+        self.head = DualNetHead(channels[-1], window, num_outputs, activation)
 
     def forward(self, windows: torch.Tensor, spectrogram: torch.Tensor) -> torch.Tensor:
         """(batch, windows, window), (batch, 1, frames, bins) -> logits (batch, classes)."""

@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgtune.models._registry import output_units, register_model, signal_shape
+from ecgtune.models._registry import register_model, signal_shape
 
 
-def classifier_head(fc_units: int, num_classes: int) -> nn.Sequential:
+def classifier_head(fc_units: int, num_outputs: int) -> nn.Sequential:
     """The last two fully connected layers, the part transfer learning replaces."""
     return nn.Sequential(
-        nn.Linear(fc_units, fc_units), nn.ReLU(), nn.Linear(fc_units, output_units(num_classes))
+        nn.Linear(fc_units, fc_units), nn.ReLU(), nn.Linear(fc_units, num_outputs)
     )
 
 
@@ -71,7 +71,7 @@ class CNet(HeadedClassifier):
     and the two-layer head. The defaults are the paper's."""
 
     def __init__(
-        self, *, inputs, num_classes, filters=32, kernel_size=5, num_blocks=5, fc_units=32,
+        self, *, inputs, num_outputs, filters=32, kernel_size=5, num_blocks=5, fc_units=32,
         dropout=0.0,
     ):
         super().__init__()
@@ -89,7 +89,7 @@ class CNet(HeadedClassifier):
         self.blocks = nn.Sequential(*(KachueeBlock(filters, kernel_size) for _ in range(num_blocks)))
         self.dense = nn.Linear(filters * length, fc_units)
         self.dropout = nn.Dropout(dropout)
-        self.head = classifier_head(fc_units, num_classes)
+        self.head = classifier_head(fc_units, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, leads, samples) -> logits (batch, 1) for binary, (batch, classes) otherwise."""
@@ -118,7 +118,7 @@ class BiRNNClassifier(HeadedClassifier):
     cell: type[nn.Module]
 
     def __init__(
-        self, *, inputs, num_classes, hidden=64, num_layers=1, frame_size=1, fc_units=32,
+        self, *, inputs, num_outputs, hidden=64, num_layers=1, frame_size=1, fc_units=32,
         dropout=0.0,
     ):
         super().__init__()
@@ -136,7 +136,7 @@ class BiRNNClassifier(HeadedClassifier):
         )
         self.dense = nn.Linear(2 * hidden, fc_units)
         self.dropout = nn.Dropout(dropout)
-        self.head = classifier_head(fc_units, num_classes)
+        self.head = classifier_head(fc_units, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, leads, samples) -> logits (batch, 1) for binary, (batch, classes) otherwise."""
@@ -170,7 +170,7 @@ class Seq2SeqClassifier(HeadedClassifier):
     an LSTM decoder attending over its outputs for a fixed number of steps."""
 
     def __init__(
-        self, *, inputs, num_classes, conv_filters=32, hidden=64, decoder_steps=3,
+        self, *, inputs, num_outputs, conv_filters=32, hidden=64, decoder_steps=3,
         fc_units=32, dropout=0.0,
     ):
         super().__init__()
@@ -194,7 +194,7 @@ class Seq2SeqClassifier(HeadedClassifier):
         self.decoder = nn.LSTMCell(2 * hidden, 2 * hidden)
         self.dense = nn.Linear(4 * hidden, fc_units)
         self.dropout = nn.Dropout(dropout)
-        self.head = classifier_head(fc_units, num_classes)
+        self.head = classifier_head(fc_units, num_outputs)
 
     @staticmethod
     def attend(state: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,12 @@ STATE_FILE = "state.pt"
 
 def model_spec(config: dict, examples) -> dict:
     """Everything create_model needs, stored in the checkpoint so a model can be rebuilt without the space."""
+    from ecgtune.models._registry import outputs_for
+
     return {
         "name": config["model"]["name"],
         "inputs": {name: list(shape) for name, shape in examples.input_shapes.items()},
-        "num_classes": len(examples.label_names),
+        "num_outputs": outputs_for(len(examples.label_names), examples.multi_label),
         "hparams": dict(config["model"].get("hparams", {})),
         "label_names": list(examples.label_names),
     }
@@ -27,7 +29,7 @@ def model_spec(config: dict, examples) -> dict:
 def build_model(spec: dict):
     from ecgtune.models import create_model
 
-    return create_model(spec["name"], inputs=spec["inputs"], num_classes=spec["num_classes"], **spec["hparams"])
+    return create_model(spec["name"], inputs=spec["inputs"], num_outputs=spec["num_outputs"], **spec["hparams"])
 
 
 def save_state(directory: str | os.PathLike, state: dict) -> None:

@@ -32,11 +32,9 @@ def _dualnet_layout() -> Layout:
     from ecgtune.transforms import spectrogram as sp
 
     def make(signal: torch.Tensor, inputs: dict) -> dict:
+        # The signal the windows cover (its length gives the same number of windows and frames again).
         length = sp.signal_length(signal)
-        full = sp.SEQUENCE_LENGTH
-        padded = torch.nn.functional.pad(signal, (0, max(full - signal.shape[1], 0)))[:, :full]
-        padded = sp.zscore(padded, length.clamp(max=full))
-        return sp.dualnet_inputs(padded, length.clamp(max=full), frames=inputs["spectrogram"].shape[2])
+        return sp.dualnet_inputs(sp.zscore(signal, length), length, frames=inputs["spectrogram"].shape[2])
 
     return (lambda inputs: sp.signal_of_windows(inputs["windows"])), make
 

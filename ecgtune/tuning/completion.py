@@ -9,6 +9,7 @@ from the restored trial list.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
 from ray.tune import Callback
@@ -32,10 +33,17 @@ def outcome_of(trial) -> TrialOutcome:
 
 
 def _error_text(trial) -> str:
+    """The last line of the trial's error (the exception), from the driver's copy of its error file or
+    from storage."""
+    text = None
     try:
-        return str(trial.get_error()).strip().splitlines()[-1][:500]
+        if trial.error_file and Path(trial.error_file).is_file():
+            text = Path(trial.error_file).read_text()
+        text = text or trial.get_error()
     except Exception:  # the error file may be gone; the status says enough
-        return "the trial failed"
+        text = None
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "the trial failed (no error text was kept)"
 
 
 class UnitCompletion(Callback):

@@ -17,10 +17,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ray.tune import Callback
 
+from ecgtune.data import split_has_test
 from ecgtune.errors import EcgtuneError
 from ecgtune.paths import join_storage
+from ecgtune.spaces import Domain
+from ecgtune.training.batches import example_batch
+from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning.artifacts import log_confusion_matrix
 from ecgtune.tuning.plan import Unit
+# Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
+# units with the code it started with.
+from ecgtune.tuning.selection import evaluate_test, select_best
 
 
 @dataclass
@@ -149,8 +157,6 @@ class Finalizer:
 
 
 def searched_hparams(unit: Unit) -> set[str]:
-    from ecgtune.spaces import Domain
-
     return {k for k, v in unit.model.hparams.items() if isinstance(v, Domain)}
 
 
@@ -168,11 +174,6 @@ def unit_line(unit: Unit, s: UnitSummary) -> str:
 def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocation: str, weights_to: str | None = None) -> UnitSummary:
     """Select on validation, evaluate on test once, log it on the selected run, promote; write the selected
     weights to ``weights_to`` when given."""
-    from ecgtune.training.batches import example_batch
-    from ecgtune.training.checkpoint import write_weights
-    from ecgtune.tuning.artifacts import log_confusion_matrix
-    from ecgtune.data import split_has_test
-    from ecgtune.tuning.selection import evaluate_test, select_best
 
     space, data = unit.space, record.data
     failed = [o for o in outcomes if o.error]

@@ -22,19 +22,19 @@ def count(model) -> int:
 
 @pytest.mark.parametrize("size,published", [("s", 1_840_210), ("m", 4_269_618), ("l", 6_176_498), ("xl", 20_683_122)])
 def test_dualnet_sizes_have_the_published_parameter_counts(size, published):
-    assert count(create_model("dualnet", inputs=SEED_INPUTS, num_classes=4, size=size)) == published
+    assert count(create_model("dualnet", inputs=SEED_INPUTS, num_outputs=4, size=size)) == published
 
 
 @pytest.mark.parametrize("size,published", [("s", 1_785_186), ("m", 2_589_714)])
 def test_dualnet_pp_sizes_are_the_published_ones_plus_the_learned_positions(size, published):
     """The seed's README counts for DualNet++ leave out its learned positional embedding (80 x 256), a
     parameter of its model all the same; everything else matches."""
-    model = create_model("dualnet_pp", inputs=SEED_INPUTS, num_classes=4, size=size)
+    model = create_model("dualnet_pp", inputs=SEED_INPUTS, num_outputs=4, size=size)
     assert count(model) == published + 80 * 256 and model.positions.numel() == 80 * 256
 
 
 def test_axial_attention_spans_follow_the_spectrograms_size():
-    model = create_model("dualnet_pp", inputs=SEED_INPUTS, num_classes=4, size="xs")
+    model = create_model("dualnet_pp", inputs=SEED_INPUTS, num_outputs=4, size="xs")
     spans = [(b.attention[0].span, b.attention[1].span) for b in model.blocks[2:]]
     assert spans == [(140, 8), (70, 4), (35, 2)]  # the seed's, for 563 x 33 frames
 
@@ -62,7 +62,7 @@ def test_a_two_input_champion_loads_and_classifies_without_ecgtune(tmp_path):
     exp = tracking.experiment_id(client, "dualnet-export")
     run = client.create_run(exp)
     shapes = {"windows": (12, 256), "spectrogram": (1, 84, 33)}
-    model = create_model("dualnet", inputs=shapes, num_classes=4, size="xs", activation="pau").eval()
+    model = create_model("dualnet", inputs=shapes, num_outputs=4, size="xs", activation="pau").eval()
     example = {name: np.random.default_rng(0).standard_normal((2, *s)).astype(np.float32) for name, s in shapes.items()}
     promotion.promote(client, name="ecgtune-test-dualnet", run_id=run.info.run_id, model=model, example=example,
                       metric="val_cinc_f1", value=0.5, mode="max", tags={})

@@ -9,7 +9,7 @@ from ecgtune.models import create_model
 from ecgtune.models.heartbeat import frames
 
 HEARTBEAT_MODELS = ["cnet", "bilstm", "bigru", "seq2seq"]
-BEAT = dict(inputs={"signal": (1, 187)}, num_classes=5)  # Kachuee's MIT-BIH beats, five classes
+BEAT = dict(inputs={"signal": (1, 187)}, num_outputs=5)  # Kachuee's MIT-BIH beats, five classes
 
 # torch.export warns that nn.LSTM / nn.GRU reassign their ``_flat_weights`` list while being traced; it
 # restores them afterwards and lifts the weights as parameters, so the warning is expected and harmless.
@@ -91,7 +91,7 @@ def test_stacked_recurrent_layers_with_dropout_summarise_the_last_layer():
 
 def test_cnet_refuses_a_beat_too_short_for_its_pools():
     with pytest.raises(ValueError, match="input_length=40"):
-        create_model("cnet", inputs={"signal": (1, 40)}, num_classes=5)
+        create_model("cnet", inputs={"signal": (1, 40)}, num_outputs=5)
 
 
 def bump_problem(n: int = 64, length: int = 187) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +119,7 @@ def bump_problem(n: int = 64, length: int = 187) -> tuple[torch.Tensor, torch.Te
 def test_model_learns_where_the_bump_is(name, hparams):
     torch.manual_seed(0)
     x, y = bump_problem()
-    model = create_model(name, inputs={"signal": (1, 187)}, num_classes=2, **hparams)
+    model = create_model(name, inputs={"signal": (1, 187)}, num_outputs=1, **hparams)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(60):
         optimiser.zero_grad()

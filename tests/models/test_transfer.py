@@ -13,11 +13,11 @@ HEARTBEAT = ["cnet", "seq2seq", "bilstm", "bigru"]
 @pytest.mark.parametrize("name", HEARTBEAT)
 def test_an_aami_model_becomes_an_mi_model_with_its_features_and_a_new_head(name):
     torch.manual_seed(0)
-    source = create_model(name, inputs={"signal": (1, 187)}, num_classes=5)
+    source = create_model(name, inputs={"signal": (1, 187)}, num_outputs=5)
     with torch.no_grad():  # "trained" weights: anything but the initialisation
         for p in source.parameters():
             p.add_(0.5)
-    target = create_model(name, inputs={"signal": (1, 187)}, num_classes=2)
+    target = create_model(name, inputs={"signal": (1, 187)}, num_outputs=1)
     fresh_head = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("head.")}
     load_pretrained(target, source.state_dict(), replace_head=True)
 
@@ -36,7 +36,7 @@ def test_an_aami_model_becomes_an_mi_model_with_its_features_and_a_new_head(name
 
 def test_frozen_features_do_not_move_and_the_head_does():
     torch.manual_seed(0)
-    model = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=2)
+    model = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=1)
     freeze_features(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -50,17 +50,17 @@ def test_frozen_features_do_not_move_and_the_head_does():
 
 
 def test_weights_of_another_architecture_are_refused_with_the_names():
-    source = create_model("bigru", inputs={"signal": (1, 187)}, num_classes=5)
-    target = create_model("bilstm", inputs={"signal": (1, 187)}, num_classes=2)
+    source = create_model("bigru", inputs={"signal": (1, 187)}, num_outputs=5)
+    target = create_model("bilstm", inputs={"signal": (1, 187)}, num_outputs=1)
     with pytest.raises(EcgtuneError, match="do not fit"):
         load_pretrained(target, source.state_dict(), replace_head=True)
 
 
 def test_without_replace_head_the_whole_model_is_loaded_and_class_counts_must_match():
-    source = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=5)
-    same = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=5)
+    source = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=5)
+    same = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=5)
     load_pretrained(same, source.state_dict(), replace_head=False)
     assert all(torch.equal(same.state_dict()[k], v) for k, v in source.state_dict().items())
-    other = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=2)
+    other = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=1)
     with pytest.raises(EcgtuneError, match="replace_head"):
         load_pretrained(other, source.state_dict(), replace_head=False)

@@ -57,7 +57,7 @@ def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_loca
 
     from ecgtune.training.checkpoint import write_weights
 
-    pretrained = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2).state_dict()
+    pretrained = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).state_dict()
     weights = str(tmp_path / "starting_weights" / "source.pt")
     write_weights(weights, pretrained)
     result = _fit(tmp_path, _config("finetune", "100", init_weights=weights, freeze_features=True, epochs=2))

@@ -72,16 +72,18 @@ def test_probability_zero_changes_nothing_and_one_applies_the_named_ones():
     assert aug.augmentation({"augment": 0.0}, "signal", gen()) is None
 
 
-@pytest.mark.parametrize("layout", ["signal", "dualnet"])
-def test_training_batches_are_augmented_and_validation_never(layout):
-    """run_epoch hands the transform training batches only; predict (validation and test) never."""
+@pytest.mark.parametrize("layout,length", [("signal", 400), ("dualnet", 18_000), ("dualnet", 9_000)])
+def test_training_batches_are_augmented_and_validation_never(layout, length):
+    """run_epoch hands the transform training batches only; predict (validation and test) never; the
+    augmented inputs keep their shapes (windows and frames of the recordings' own length)."""
     from ecgtune.training.batches import TensorSplit
     from ecgtune.training.loop import run_epoch
     from ecgtune.transforms import spectrogram as sp
 
-    signal = torch.randn(6, sp.SEQUENCE_LENGTH if layout == "dualnet" else 400)
+    signal = torch.randn(6, length)
     if layout == "dualnet":
-        inputs = {k: v.numpy() for k, v in sp.dualnet_inputs(sp.zscore(signal), torch.full((6,), 18_000), frames=40).items()}
+        frames = 1 + length // 32
+        inputs = {k: v.numpy() for k, v in sp.dualnet_inputs(sp.zscore(signal), torch.full((6,), length), frames).items()}
     else:
         inputs = {"signal": signal[:, None].numpy()}
     split = TensorSplit(inputs, np.array([0, 1, 0, 1, 0, 1]), ("a", "b"), torch.device("cpu"), layout)

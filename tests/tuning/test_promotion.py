@@ -17,7 +17,7 @@ def registry(tmp_path):
 
 def _promote(client, exp, value, mode="max"):
     run = client.create_run(exp)
-    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2).eval()
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
     result = promotion.promote(
         client, name="ecgtune-test-model", run_id=run.info.run_id, model=model,
         example={"signal": torch.zeros(2, 1, 128).numpy()}, metric="val_balanced_accuracy", value=value, mode=mode,
@@ -75,7 +75,7 @@ def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(regis
     space = load_space("mi_transfer")
     name, dataset = source_name(space, "cnet")
     assert (name, dataset) == ("ecgtune-aami_beats-mitdb-random_beats-scratch-cnet", "mitdb")
-    model = create_model("cnet", inputs={"signal": (1, 187)}, num_classes=5).eval()
+    model = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=5).eval()
     run = client.create_run(exp)
     (tmp_path / "ckpt").mkdir()
     save_state(tmp_path / "ckpt", {"model_state": model.state_dict()})
@@ -99,7 +99,7 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
     space = load_space("finetune_patients")
     name = source_name(space, "cnn1d_residual")[0]
     run = client.create_run(exp)
-    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2).eval()
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
     promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example={"signal": torch.zeros(2, 1, 128).numpy()},
                       metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
     with pytest.raises(EcgtuneError, match="leak"):
@@ -111,7 +111,7 @@ def test_a_unit_finalised_again_reuses_the_version_it_registered(registry):
     --resume: the version found by its tag is reused, not registered a second time."""
     client, exp = registry
     run = client.create_run(exp)
-    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_classes=2).eval()
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
     kw = dict(name="ecgtune-test-model", run_id=run.info.run_id, model=model, example={"signal": torch.zeros(2, 1, 128).numpy()},
               metric="val_balanced_accuracy", value=0.8, mode="max",
               tags={promotion.INVOCATION_TAG: "20261122-000000-abcdef/space/scratch-cnn1d_residual-100"})

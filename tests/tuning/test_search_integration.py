@@ -23,6 +23,9 @@ SPACES = {  # space -> (extra CLI args, expected trials, expected registered mod
     "heartbeat_seed": (
         ["--models", "cnet"], 1, ["ecgtune-aami_beats-mitdb-random_beats-scratch-cnet-smoke"],
     ),
+    "dualnet_xs": (  # augmented training batches of 30 s recordings
+        [], 2, [f"ecgtune-af_rhythm_30s-cinc2017-stratified_records-scratch-{m}-smoke" for m in ("dualnet", "dualnet_pp")],
+    ),
 }  # finetune_patients, heartbeat_aami, mi_scratch and mi_transfer run together in test_all_pairs_*
 
 
