@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ecgtune.errors import EcgtuneError
@@ -34,6 +35,21 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_by_value(args) -> int:
+    """After a search: per value of one hyperparameter (freeze_blocks, say), the trial best on validation
+    among those that had it, scored once on test with bootstrap intervals (95 percent). It describes; the
+    champion stays the one selection on validation picked."""
+    from ecgtune.spaces import load_space, shape_search
+    from ecgtune.tuning.by_value import evaluate_by_value, format_rows
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint drowns the table
+    (space,) = shape_search([load_space(args.space)], smoke_test=args.smoke_test)
+    rows, labels = evaluate_by_value(space, args.stage, args.param, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir)
+    print(f"{space.experiment_name} / {args.stage}: the best trial on validation per {args.param}")
+    print(format_rows(rows, args.param, space.metric, labels))
+    return 0
+
+
 def _csv(text: str | None, flag: str) -> list[str] | None:
     if text is None:
         return None
@@ -47,8 +63,10 @@ def cmd_spaces(args) -> int:
     """List the named search spaces with their one-line descriptions."""
     from ecgtune.spaces import list_spaces
 
-    for name, description in list_spaces().items():
-        print(f"{name:24} {description}")
+    spaces = list_spaces()
+    width = max(map(len, spaces), default=0)
+    for name, description in spaces.items():
+        print(f"{name:{width}}  {description}")
     return 0
 
 
@@ -108,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--smoke-test", action="store_true", help="shrink to a CI-sized run, keeping the grid")
     search.add_argument("--resume", action="store_true", help="continue the last interrupted search of this space")
     search.set_defaults(func=cmd_search)
+
+    by_value = sub.add_parser("by-value", help=cmd_by_value.__doc__, description=cmd_by_value.__doc__)
+    by_value.add_argument("--space", required=True, help="the space the search ran (a name or a YAML path)")
+    by_value.add_argument("--stage", required=True, help="one of the space's stages, e.g. finetune")
+    by_value.add_argument("--param", required=True, help="a trial parameter, e.g. freeze_blocks or lr")
+    by_value.add_argument("--smoke-test", action="store_true", help="the smoke-test search of the space")
+    by_value.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
+    by_value.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR")
+    by_value.set_defaults(func=cmd_by_value)
 
     spaces = sub.add_parser("spaces", help=cmd_spaces.__doc__, description=cmd_spaces.__doc__)
     spaces.set_defaults(func=cmd_spaces)

@@ -15,6 +15,8 @@ def _config(cfg: dict) -> str:
         text += " smote"
     if cfg.get("freeze_features"):
         text += " frozen-features"
+    if cfg.get("freeze_blocks"):
+        text += f" freeze_blocks={cfg['freeze_blocks']}"
     if cfg.get("augment"):
         text += f" augment={cfg['augment']:g}"
     if cfg.get("class_weights") not in (None, "none"):
@@ -28,6 +30,13 @@ def _test(summary, name: str) -> float:
     return summary.test.get(f"test_{name}", float("nan"))
 
 
+def _with_interval(summary, name: str) -> str:
+    """A test figure and, where one was drawn, its bootstrap 95 % interval: "0.8123 [0.7100, 0.9000]"."""
+    low, high = _test(summary, f"{name}_ci_low"), _test(summary, f"{name}_ci_high")
+    interval = "" if math.isnan(low) else f" [{low:.4f}, {high:.4f}]"
+    return _fmt(_test(summary, name)) + interval
+
+
 def _mean(values) -> float:
     finite = [v for v in values if v is not None and not math.isnan(v)]
     return sum(finite) / len(finite) if finite else float("nan")
@@ -35,7 +44,8 @@ def _mean(values) -> float:
 
 def class_names(summary) -> list[str]:
     """The classes of a unit's per-class test figures, in label order."""
-    return [k[len("test_f1_"):] for k in summary.test if k.startswith("test_f1_") and k != "test_f1_macro"]
+    return [k[len("test_f1_"):] for k in summary.test
+            if k.startswith("test_f1_") and not k.startswith("test_f1_macro")]
 
 
 def format_summary(summaries, metric: str) -> str:
@@ -47,17 +57,18 @@ def format_summary(summaries, metric: str) -> str:
         rows = [s for s in summaries if s.stage == stage]
         lines += [
             f"\n{stage}",
-            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test ' + measure:>22}  {'test macro F1':>13}  best config",
+            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test ' + measure + ' [95% CI]':>30}  {'test macro F1':>13}  "
+            "best config",
         ]
         for s in rows:
             lines.append(
                 f"{s.model:>14}  {s.patient or 'all':>8}  {_fmt(s.val_metric):>22}  "
-                f"{_fmt(_test(s, measure)):>22}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
+                f"{_with_interval(s, measure):>30}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
             )
         if len(rows) > 1:
             lines.append(
                 f"{'mean':>14}  {'':>8}  {_fmt(_mean(r.val_metric for r in rows)):>22}  "
-                f"{_fmt(_mean(_test(r, measure) for r in rows)):>22}  "
+                f"{_fmt(_mean(_test(r, measure) for r in rows)):>30}  "
                 f"{_fmt(_mean(_test(r, 'f1_macro') for r in rows)):>13}"
             )
         if rows and not rows[0].test:
@@ -65,12 +76,17 @@ def format_summary(summaries, metric: str) -> str:
     multi_class = [s for s in summaries if len(class_names(s)) > 2]
     if multi_class:
         names = class_names(multi_class[0])
-        lines += ["\nper class on test: F1 / sensitivity (recall) / PPV (precision)",
-                  f"{'unit':>24}  " + "  ".join(f"{n:^20}" for n in names)]
+        # Multi-label units report each label's AUROC and its figures at the validation threshold.
+        multi_label = f"test_auroc_{names[0]}" in multi_class[0].test
+        measures = ("auroc", "f1", "sensitivity", "specificity") if multi_label else ("f1", "recall", "precision")
+        heading = ("AUROC / F1 / sensitivity / specificity (at the thresholds chosen on validation)" if multi_label
+                   else "F1 / sensitivity (recall) / PPV (precision)")
+        width = 7 * len(measures) - 1
+        lines += [f"\nper class on test: {heading}",
+                  f"{'unit':>24}  " + "  ".join(f"{n:^{width}}" for n in names)]
         for s in multi_class:
-            cells = [f"{_fmt(_test(s, 'f1_' + n))}/{_fmt(_test(s, 'recall_' + n))}/{_fmt(_test(s, 'precision_' + n))}"
-                     for n in names]
-            lines.append(f"{s.stage + '-' + s.model:>24}  " + "  ".join(f"{c:^20}" for c in cells))
+            cells = ["/".join(_fmt(_test(s, f"{m}_{n}")) for m in measures) for n in names]
+            lines.append(f"{s.stage + '-' + s.model:>24}  " + "  ".join(f"{c:^{width}}" for c in cells))
     scratch = {(s.model, s.patient): s for s in summaries if s.stage == "scratch" and s.patient}
     finetune = {(s.model, s.patient): s for s in summaries if s.stage == "finetune" and s.patient}
     both = [k for k in scratch if k in finetune]

@@ -40,8 +40,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 30,
     "weighted_sampling": False,
     "lr_scheduler": "none",
+    "lr_plateau_factor": 0.5,  # reducelr: the rate times this ...
+    "lr_plateau_patience": 3,  # ... after this many epochs without a lower validation loss (Ribeiro: 0.1, 7)
     "early_stopping_patience": 0,  # 0 = train all epochs
     "freeze_features": False,  # finetune only: train the head alone
+    "freeze_blocks": 0,  # finetune only: keep the model's first k feature blocks (Ribeiro: stem, units) as they are
     "smote": False,  # oversample the training split's minority classes with SMOTE (never val or test)
     "class_weights": "none",  # none | balanced (inverse training frequency) | [a weight per class, label order]
     "augment": 0.0,  # probability of each augmentation on a training batch; 0 = none (ECG-DualNet: 0.2)
@@ -177,6 +180,7 @@ class SmokeSpec:
     max_records: int | None = None  # recordings (datasets of one example per recording)
     num_samples: int = 2
     model: dict = field(default_factory=dict)  # model hyperparameters for smoke runs, e.g. {size: xs}
+    preprocessing: dict = field(default_factory=dict)  # preprocessing for smoke runs, e.g. {max_records: 40}
 
 
 @dataclass(frozen=True)
@@ -285,7 +289,7 @@ class SearchSpace:
             stages.append(dataclasses.replace(s, params=params, search=search))
         patients = self.patients if patients_given else self.patients[: smoke.patients]
         caps = {"max_per_record": smoke.max_per_record, "max_records": smoke.max_records}
-        preprocessing = dict(self.preprocessing, **{k: v for k, v in caps.items() if v is not None})
+        preprocessing = dict(self.preprocessing, **{k: v for k, v in caps.items() if v is not None}, **smoke.preprocessing)
         models = tuple(dataclasses.replace(m, hparams={**m.hparams, **smoke.model}) for m in self.models)
         if any(s.per_patient for s in stages) and "records" in preprocessing:
             # Pre-training sees the train portions of the study's patients only, so keep it small too.
@@ -359,7 +363,7 @@ def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> S
     return StageSpec(stage=stage, params=params, per_patient=per_patient, search=search)
 
 
-def _values(value) -> tuple:
+def domain_values(value) -> tuple:
     """Every value a parameter can take: a domain's choices or bounds, or the fixed value."""
     if isinstance(value, Domain):
         return value.values if value.kind in ("grid", "categorical") else (value.low, value.high)
@@ -368,16 +372,16 @@ def _values(value) -> tuple:
 
 def _check_training_values(params: dict, where: str, section: str) -> None:
     """The values of the newer training parameters, each value of a grid or domain included."""
-    for value in _values(params.get("class_weights", "none")):
+    for value in domain_values(params.get("class_weights", "none")):
         ok = value in ("none", "balanced") or (
             isinstance(value, list) and value
             and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in value))
         if not ok:
             raise _fail(where, f"{section}.class_weights", "none, balanced, or a list of positive weights (one per class)", value)
-    for value in _values(params.get("augment", 0.0)):
+    for value in domain_values(params.get("augment", 0.0)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             raise _fail(where, f"{section}.augment", "a probability between 0 and 1", value)
-    for value in _values(params.get("augmentations", list(AUGMENTATIONS))):
+    for value in domain_values(params.get("augmentations", list(AUGMENTATIONS))):
         if not isinstance(value, list) or not set(value) <= set(AUGMENTATIONS):
             raise _fail(where, f"{section}.augmentations", f"a list of some of {list(AUGMENTATIONS)}", value)
 
@@ -443,8 +447,9 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     smoke_raw = raw.get("smoke_test") or {}
     _check_keys(smoke_raw, where, "smoke_test", {f.name for f in dataclasses.fields(SmokeSpec)})
     smoke = SmokeSpec(**smoke_raw)
-    if not isinstance(smoke.model, dict):
-        raise _fail(where, "smoke_test.model", "a mapping of model hyperparameters", smoke.model)
+    for key in ("model", "preprocessing"):
+        if not isinstance(getattr(smoke, key), dict):
+            raise _fail(where, f"smoke_test.{key}", f"a mapping of {key} parameters", getattr(smoke, key))
 
     return SearchSpace(
         name=path.stem,

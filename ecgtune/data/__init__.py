@@ -10,7 +10,7 @@ from ecgtune.data import mitdb as _mitdb  # noqa: F401  (registers "mitdb")
 from ecgtune.data import ptbxl as _ptbxl  # noqa: F401  (registers "ptbxl")
 from ecgtune.data._registry import get_dataset, list_datasets, register_dataset
 from ecgtune.data.examples import Examples
-from ecgtune.data.splits import assign_split, list_splits, split_has_test
+from ecgtune.data.splits import assign_split, list_splits, split_by_record, split_has_test
 
 __all__ = ["Examples", "assign_split", "get_dataset", "list_datasets", "list_splits", "register_dataset",
-           "split_has_test"]
+           "split_by_record", "split_has_test"]

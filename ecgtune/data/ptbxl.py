@@ -13,6 +13,7 @@ import numpy as np
 
 from ecgtune import paths
 from ecgtune.data import cache, segment
+from ecgtune.data import ptbxl_records as records
 from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import SIGNAL, Examples
 from ecgtune.data.kachuee import (
@@ -42,7 +43,7 @@ RECORD_EXTENSIONS = ("hea", "dat")
 # Only the duplicates among ecg_ids 1-500 (the ids of the verified local copy) are listed.
 DUPLICATE_ECG_IDS = frozenset({137, 139, 140, 141, 142, 143, 145, 456, 458, 459, 461, 462})
 
-TASKS = ("mi_beats",)
+TASKS = ("mi_beats", "records")  # records: ecgtune.data.ptbxl_records
 LABEL_NAMES = ("normal", "MI")
 TABLE_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr")
 STATEMENT_CLASS_COLUMN = "diagnostic_class"
@@ -66,9 +67,18 @@ class PtbXlRecord:
 
     ecg_id: int
     patient: str  # patient_id as an integer string, e.g. "15709"
-    codes: tuple[str, ...]  # the SCP statement codes of scp_codes (likelihoods are not used)
+    codes: tuple[str, ...]  # the SCP statement codes of scp_codes
     fold: int  # strat_fold, 1-10
     path: str  # filename_lr: the WFDB record, relative to the ptbxl folder, without extension
+    likelihoods: tuple[float, ...] = ()  # the likelihood (0-100) scp_codes gives each code
+    path_hr: str | None = None  # filename_hr: the 500 Hz record, where the table names it
+
+    def record_path(self, rate: int) -> str:
+        if rate == RECORD_RATE:
+            return self.path
+        if not self.path_hr:
+            raise EcgtuneError(f"ptbxl ecg_id {self.ecg_id}: the table names no 500 Hz record (filename_hr)")
+        return self.path_hr
 
 
 @register_dataset("ptbxl")
@@ -172,8 +182,9 @@ class PtbXl:
         """
         resolved = self._resolve(task, params)
         self._download_metadata()
+        build = self._build_records if task == "records" else self._build
         arrays = cache.get_or_build(
-            f"{self.name}-{task}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays()
+            f"{self.name}-{task}", self._cache_params(resolved), lambda: build(resolved).to_arrays()
         )
         return Examples.from_arrays(arrays)
 
@@ -201,6 +212,10 @@ class PtbXl:
         """Fill defaults, check every parameter, and return the JSON-able dict the cache key hashes."""
         if task not in TASKS:
             raise EcgtuneError(f"{self.name}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if task == "records":
+            p = records.resolve(params)
+            p["ecg_ids"] = None if p["ecg_ids"] is None else _normalise_ecg_ids(p["ecg_ids"])
+            return {"task": task, **dict(sorted(p.items()))}
         unknown = sorted(set(params) - set(_DEFAULTS))
         if unknown:
             accepted = ", ".join(["task", *sorted(_DEFAULTS)])
@@ -226,14 +241,62 @@ class PtbXl:
         parts = [self._record_beats(record, label, p) for record, label in labelled]
         return Examples.concatenate(parts, label_names=LABEL_NAMES, empty_inputs={SIGNAL: (1, p["target_length"])})
 
-    def _label(self, record: PtbXlRecord, classes: dict[str, str]) -> int | None:
-        """1 for MI, 0 for normal, None for a recording the task leaves out (see prepare())."""
+    def _build_records(self, p: dict[str, Any]) -> Examples:
+        """Whole records (`ecgtune.data.ptbxl_records`): leads (N, leads, length), labels of ``p["labels"]``."""
+        classes = self._read_statements()
+        rows = self._select(self._read_table(), p["ecg_ids"])
+        for record in rows:
+            self._check_codes(record, classes)
+        labelled = [(r, y) for r in rows if (y := records.record_label(
+            records.diagnostic_classes(r.codes, r.likelihoods, classes, p["min_likelihood"]), p["labels"])) is not None]
+        if p["max_records"] is not None:
+            keep = records.spread_over_folds(np.array([r.fold for r, _ in labelled]), p["max_records"])
+            labelled = [labelled[i] for i in keep]
+        self._download_missing([f"{r.record_path(p['rate'])}.{ext}" for r, _ in labelled for ext in RECORD_EXTENSIONS])
+        signals = [records.prepare_signal(*self._read_leads(r, p["rate"], p["leads"]), p) for r, _ in labelled]
+        n = len(labelled)
+        return Examples(
+            inputs={SIGNAL: np.stack(signals) if signals else np.zeros((0, len(p["leads"] or records.LEADS), 1), np.float32)},
+            y=np.array([y for _, y in labelled]) if n else np.zeros(0, np.int64),
+            records=[str(r.ecg_id) for r, _ in labelled], patients=[r.patient for r, _ in labelled],
+            positions=np.zeros(n, np.int64), folds=[r.fold for r, _ in labelled],
+            label_names=records.LABEL_SETS[p["labels"]],
+        )
+
+    def _read_leads(self, record: PtbXlRecord, rate: int, leads: list[str] | None) -> tuple[np.ndarray, int]:
+        """(samples, leads) in mV of the record at ``rate``, the leads in the order asked (default: the
+        record's own), and the rate."""
+        import wfdb
+
+        base = self.folder / record.record_path(rate)
+        try:
+            rec = wfdb.rdrecord(str(base), physical=True)
+        except Exception as err:  # noqa: BLE001 - wfdb raises assorted types on damaged files
+            raise EcgtuneError(f"{self.name} ecg_id {record.ecg_id}: wfdb cannot read record {base} (.hea/.dat) ({err})") from err
+        names = [n.upper() for n in (rec.sig_name or [])]
+        wanted = leads or names
+        missing = [lead for lead in wanted if lead not in names]
+        if missing or rec.fs != rate:
+            raise EcgtuneError(
+                f"{self.name} ecg_id {record.ecg_id}: {base}.hea has leads {names} at {rec.fs} Hz; expected "
+                f"{wanted} at {rate} Hz"
+            )
+        signal = np.asarray(rec.p_signal, dtype=np.float64)[:, [names.index(lead) for lead in wanted]]
+        if not np.all(np.isfinite(signal)):
+            raise EcgtuneError(f"{self.name} ecg_id {record.ecg_id}: {base}.dat holds invalid samples")
+        return signal, rate
+
+    def _check_codes(self, record: PtbXlRecord, classes: dict[str, str]) -> None:
         unknown = [c for c in record.codes if c not in classes]
         if unknown:
             raise EcgtuneError(
                 f"{self.folder / TABLE_FILE}: ecg_id {record.ecg_id} has SCP code {unknown[0]!r}, which "
                 f"{self.folder / STATEMENTS_FILE} does not define; expected the statements file of the same release"
             )
+
+    def _label(self, record: PtbXlRecord, classes: dict[str, str]) -> int | None:
+        """1 for MI, 0 for normal, None for a recording the task leaves out (see prepare())."""
+        self._check_codes(record, classes)
         diagnostic = {classes[c] for c in record.codes} - {""}
         if "MI" in diagnostic:
             return 1
@@ -389,21 +452,25 @@ def _parse_table_row(row: dict[str, str], path: Path) -> PtbXlRecord:
     fold = _integral(row["strat_fold"])
     if fold is None or not 1 <= fold <= 10:
         raise EcgtuneError(f"{where}: strat_fold {row['strat_fold']!r} is not an integer from 1 to 10")
-    return PtbXlRecord(ecg_id, str(patient), _parse_scp_codes(row["scp_codes"], where), fold,
-                       _record_path(row["filename_lr"], where))  # fmt: skip
+    codes = _parse_scp_codes(row["scp_codes"], where)
+    hr = row.get("filename_hr")
+    return PtbXlRecord(ecg_id, str(patient), tuple(codes), fold, _record_path(row["filename_lr"], where),
+                       likelihoods=tuple(codes.values()), path_hr=_record_path(hr, where) if hr else None)
 
 
-def _parse_scp_codes(text: str | None, where: str) -> tuple[str, ...]:
-    """The codes of a scp_codes cell, a Python dict literal such as "{'NORM': 100.0, 'SR': 0.0}"."""
+def _parse_scp_codes(text: str | None, where: str) -> dict[str, float]:
+    """{code: likelihood} of a scp_codes cell, a Python dict literal such as "{'NORM': 100.0, 'SR': 0.0}"."""
     try:
         codes = ast.literal_eval(text or "")
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         codes = None
-    if not isinstance(codes, dict) or not all(isinstance(c, str) for c in codes):
+    if (not isinstance(codes, dict) or not all(isinstance(c, str) for c in codes)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in codes.values())):
         raise EcgtuneError(
-            f"{where}: scp_codes {text!r} is not a dict literal of SCP codes such as \"{{'NORM': 100.0, 'SR': 0.0}}\""
+            f"{where}: scp_codes {text!r} is not a dict literal of SCP codes and likelihoods such as "
+            "\"{'NORM': 100.0, 'SR': 0.0}\""
         )
-    return tuple(c.strip() for c in codes)
+    return {c.strip(): float(v) for c, v in codes.items()}
 
 
 def _record_path(text: str | None, where: str) -> str:

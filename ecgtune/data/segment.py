@@ -80,8 +80,9 @@ def resample_rows(rows: np.ndarray, length: int) -> np.ndarray:
     return resample(rows, length, axis=1)
 
 
-def resample_rate(signal: np.ndarray, fs: int, target_fs: int) -> np.ndarray:
-    """Polyphase-resample a whole lead from `fs` to `target_fs` Hz (a no-op when equal)."""
+def resample_rate(signal: np.ndarray, fs: int, target_fs: int, padtype: str = "constant") -> np.ndarray:
+    """Polyphase-resample a whole lead from `fs` to `target_fs` Hz (a no-op when equal). ``padtype`` is
+    what the filter assumes beyond the ends (scipy's: "constant" zeros, "line" the trend extended)."""
     from math import gcd
 
     from scipy.signal import resample_poly
@@ -89,7 +90,7 @@ def resample_rate(signal: np.ndarray, fs: int, target_fs: int) -> np.ndarray:
     if target_fs == fs:
         return signal
     g = gcd(int(fs), int(target_fs))
-    return resample_poly(signal, int(target_fs) // g, int(fs) // g)
+    return resample_poly(signal, int(target_fs) // g, int(fs) // g, padtype=padtype)
 
 
 def cut_beats(signal: np.ndarray, centers: np.ndarray, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:

@@ -191,6 +191,14 @@ _PROTOCOLS: dict[str, Callable[[Examples, int], np.ndarray]] = {
 }
 # Protocols without a test part: their units are selected on validation and have no test figures.
 _WITHOUT_TEST = frozenset({"random_records"})
+# Protocols that place each record by its identity alone (its fold, its record list), whatever was
+# prepared from it: a model trained under one of them, on any preparation of the same records, never saw
+# another preparation's test records under the same protocol.
+_BY_RECORD = frozenset({"folds", "inter_patient"})
+
+
+def split_by_record(protocol: str) -> bool:
+    return protocol in _BY_RECORD
 
 
 def split_has_test(protocol: str) -> bool:

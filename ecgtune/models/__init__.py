@@ -3,6 +3,7 @@
 from ecgtune.models import cnn1d  # noqa: F401  (registers its builders)
 from ecgtune.models import dualnet  # noqa: F401  (registers its builders)
 from ecgtune.models import heartbeat  # noqa: F401  (registers its builders)
+from ecgtune.models import resnet12  # noqa: F401  (registers its builders)
 from ecgtune.models._registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]

@@ -38,3 +38,24 @@ def freeze_features(model) -> None:
     """Train the head alone: every parameter outside ``head`` stops receiving gradients."""
     for parameter in model.feature_parameters():
         parameter.requires_grad_(False)
+
+
+def freeze_blocks(model, count: int) -> None:
+    """Freeze the first ``count`` feature blocks of ``model.feature_blocks()`` (for Ribeiro's network the
+    stem, then its residual units): autoECG's transfer keeps the pre-trained early layers as they are.
+
+    Raises:
+        EcgtuneError: the model does not name its blocks, or has fewer than ``count``.
+    """
+    if count <= 0:
+        return
+    blocks = model.feature_blocks() if hasattr(model, "feature_blocks") else None
+    if blocks is None or count > len(blocks):
+        have = "no feature blocks" if blocks is None else f"only {len(blocks)} feature blocks"
+        raise EcgtuneError(f"freeze_blocks={count}: {type(model).__name__} has {have} to freeze")
+    for block in blocks[:count]:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+    # Frozen means their batch-norm statistics too: the model keeps these blocks in eval mode (its train()).
+    model.frozen_blocks = count
+    model.train(model.training)

@@ -12,8 +12,11 @@ from ecgtune.training.metrics import classification_metrics
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """BCE on a single logit (binary), cross-entropy otherwise; ``class_weights`` (one per class) weigh
-    each example's loss by its true class (for a single logit: the weight of class 1 over class 0)."""
+    """BCE on a single logit (binary) or on every label (multi-label, y (batch, labels)), cross-entropy
+    otherwise. ``class_weights``: one per class, weighing each example's loss by its true class (for a
+    single logit: class 0 and class 1); multi-label: the weight of each label's positives."""
+    if y.ndim == 2:
+        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=class_weights)
     if logits.shape[1] == 1:
         weight = None if class_weights is None else class_weights[y.long()]
         return F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), weight=weight)
@@ -35,15 +38,15 @@ def autocast(device: torch.device):
 
 
 def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None,
-              scheduler_per_batch=None, class_weights=None, transform=None):
+              scheduler_per_batch=None, class_weights=None, transform=None, thresholds=None):
     """One pass over ``split``: trains when ``stage == "train"``, else scores it (val and test alike, through
     ``predict``). ``transform(inputs) -> inputs`` changes training batches only (augmentation).
     Returns the metrics, prefixed by stage."""
     if stage != "train":
         logits = predict(model, split, batch_size=batch_size)
         loss = loss_fn(torch.from_numpy(logits), split.y.cpu()).item() if len(split) else 0.0
-        return {f"{stage}_loss": loss,
-                **classification_metrics(logits, split.y_numpy, stage, split.label_names, split.scores)}
+        return {f"{stage}_loss": loss, **classification_metrics(
+            logits, split.y_numpy, stage, split.label_names, split.scores, thresholds=thresholds)}
     model.train(True)
     total_loss, seen = 0.0, 0
     for xb, yb in split.batches(batch_size, order):

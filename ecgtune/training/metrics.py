@@ -1,4 +1,4 @@
-"""Classification metrics from logits, for binary (one logit) and N-class heads alike."""
+"""Classification metrics from logits, for binary (one logit), N-class and multi-label heads."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def cinc2017_score(y: np.ndarray, pred: np.ndarray, label_names) -> float:
 SCORES = {"cinc_f1": cinc2017_score}
 
 
-def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label_names=None, scores=()) -> dict[str, float]:
+def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label_names=None, scores=(),
+                           thresholds=None) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro F1 / precision / recall, AUROC, and per class precision, recall
     (sensitivity) and F1 as ``<prefix>_<measure>_<class name>``; names prefixed by the stage.
 
@@ -53,6 +54,11 @@ def classification_metrics(logits: np.ndarray, y: np.ndarray, prefix: str, label
         precision_recall_fscore_support,
         roc_auc_score,
     )
+
+    if y.ndim == 2:  # multi-label: a sigmoid per label, thresholds chosen on validation
+        from ecgtune.training.multilabel import multilabel_metrics
+
+        return {f"{prefix}_{k}": v for k, v in multilabel_metrics(logits, y, label_names, thresholds).items()}
 
     proba = probabilities(logits)
     pred = proba.argmax(axis=1)

@@ -17,7 +17,8 @@ def build_scheduler(optimizer, cfg: dict, steps_per_epoch: int):
     """Returns (scheduler, steps_per_batch): cyclic schedules step every batch, the others every epoch."""
     name = cfg["lr_scheduler"]
     if name == "reducelr":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3), False
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg["lr_plateau_factor"], patience=cfg["lr_plateau_patience"]), False
     if name == "step":
         # ECG-DualNet's: a tenth of the rate after a quarter, a half and three quarters of the epochs.
         epochs = max(cfg["epochs"], 1)

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ecgtune.data.examples import SIGNAL
-from ecgtune.models.transfer import freeze_features, load_pretrained
+from ecgtune.models.transfer import freeze_blocks, freeze_features, load_pretrained
 from ecgtune.training.batches import TensorSplit, epoch_order, select
 from ecgtune.training.checkpoint import build_model, load_state, model_spec, save_state
 from ecgtune.training.loop import autocast_dtype, run_epoch
+from ecgtune.training.multilabel import thresholds_of
 from ecgtune.training.optim import build_optimizer, build_scheduler
 from ecgtune.transforms.augment import augmentation
 from ecgtune.transforms.resampling import smote
@@ -79,12 +80,15 @@ def training_split(examples, split_labels, patient, cfg: dict, device) -> Tensor
 
 
 def class_weights(cfg: dict, train: TensorSplit) -> torch.Tensor | None:
-    """The cross-entropy's weight per class: none, inversely proportional to the training counts
-    ("balanced"), or the space's own list (one per class, in label order)."""
+    """The loss's weight per class: none, inversely proportional to the training counts ("balanced"; for
+    multi-label tasks each label's negatives per positive), or the space's own list (label order)."""
     choice = cfg.get("class_weights") or "none"
     if choice == "none":
         return None
-    if choice == "balanced":
+    if choice == "balanced" and train.y_numpy.ndim == 2:  # multi-label: each label's negatives per positive
+        positives = train.y_numpy.sum(0)
+        weights = (len(train) - positives) / np.maximum(positives, 1)
+    elif choice == "balanced":
         counts = np.bincount(train.y_numpy, minlength=len(train.label_names)).astype(np.float64)
         weights = len(train) / (len(counts) * np.maximum(counts, 1))
     else:
@@ -142,6 +146,7 @@ def train_fn(config: dict, datasets=None) -> None:
         load_pretrained(model, read_weights(config["init_weights"]), replace_head=config.get("replace_head", False))
         if cfg["freeze_features"]:
             freeze_features(model)
+        freeze_blocks(model, cfg["freeze_blocks"])
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg)
@@ -191,6 +196,8 @@ def train_fn(config: dict, datasets=None) -> None:
                     "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
                     "epoch": epoch, "best": value, "metric": metric, "model_spec": spec,
                     "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
+                    # Multi-label: the thresholds chosen on validation at this epoch, for test.
+                    "thresholds": thresholds_of(metrics, "val", val.label_names) if val.y_numpy.ndim == 2 else None,
                 })
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         else:

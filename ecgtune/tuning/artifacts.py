@@ -1,4 +1,5 @@
-"""Figures logged beside a selected trial's run: the confusion matrix of its one test evaluation."""
+"""What is logged beside a selected trial's run from its one test evaluation: the confusion matrix (or per-label
+counts) and the test predictions."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def log_confusion_matrix(mlf, run_id: str, confusion: np.ndarray, label_names, *
         counts = {"labels": list(label_names), "rows_true_columns_predicted": confusion.astype(int).tolist()}
         (folder / "test.json").write_text(json.dumps(counts, indent=1) + "\n")
         mlf.log_artifacts(run_id, str(folder), artifact_path="confusion_matrix")
+
+
+def log_label_counts(mlf, run_id: str, counts: np.ndarray, label_names, thresholds) -> None:
+    """Multi-label tasks: ``label_counts/test.csv`` and ``test.json``, per label its threshold (chosen on
+    validation) and TP, FN, FP, TN on test."""
+    rows = [{"label": name, "threshold": float(t), **dict(zip(("TP", "FN", "FP", "TN"), map(int, c)))}
+            for name, t, c in zip(label_names, thresholds, counts)]
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        (folder / "test.json").write_text(json.dumps(rows, indent=1) + "\n")
+        lines = ["label,threshold,TP,FN,FP,TN"] + [
+            f"{r['label']},{r['threshold']:.6g},{r['TP']},{r['FN']},{r['FP']},{r['TN']}" for r in rows]
+        (folder / "test.csv").write_text("\n".join(lines) + "\n")
+        mlf.log_artifacts(run_id, str(folder), artifact_path="label_counts")
+
+
+def log_test_predictions(mlf, run_id: str, predictions: dict, label_names) -> None:
+    """``test_predictions/test.npz``: the selected model's test logits, targets and records, and the label
+    names: enough to re-score the test (other measures, intervals) without rebuilding the model."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "test.npz"
+        np.savez_compressed(path, label_names=np.asarray(label_names, dtype=str), **predictions)
+        mlf.log_artifact(run_id, str(path), artifact_path="test_predictions")

@@ -10,6 +10,7 @@ reuses the version an earlier attempt registered, so nothing is logged or regist
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -24,11 +25,11 @@ from ecgtune.spaces import Domain
 from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
-from ecgtune.tuning.artifacts import log_confusion_matrix
+from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
 from ecgtune.tuning.plan import Unit
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
-from ecgtune.tuning.selection import evaluate_test, select_best
+from ecgtune.tuning.selection import evaluate_test, interval_measures, select_best
 
 
 @dataclass
@@ -182,7 +183,9 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
     best = select_best(outcomes, space.mode, unit.key)
     with_test = split_has_test(space.split)
-    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient, with_test)
+    measure = space.metric[len("val_"):]
+    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient, with_test,
+                               intervals_for=interval_measures(measure, data.examples.label_names))
     run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)
     if run is None:
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")
@@ -192,12 +195,18 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             mlf.log_metric(run_id, name, value)
             mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
     mlf.set_tag(run_id, "ecgtune.selected", "true")
-    if with_test:
+    if evaluation.predictions is not None:
+        log_test_predictions(mlf, run_id, evaluation.predictions, evaluation.label_names)
+    thresholds = evaluation.state.get("thresholds")
+    if with_test and thresholds is not None:  # multi-label
+        log_label_counts(mlf, run_id, evaluation.confusion, evaluation.label_names, thresholds)
+    elif with_test:
         log_confusion_matrix(mlf, run_id, evaluation.confusion, evaluation.label_names, title=f"{space.name} {unit.name}: test")
     else:  # the seed's own protocol for comparison: selected and reported on the same validation split
         mlf.set_tag(run_id, "ecgtune.test", f"none: split {space.split} has no test part")
 
-    headline = ("test_balanced_accuracy", "test_f1_macro", "test_precision_macro", "test_recall_macro")
+    headline = [f"test_{m}{ci}" for m in ("balanced_accuracy", "f1_macro", "precision_macro", "recall_macro",
+                                             "auroc_macro", measure) for ci in ("", "_ci_low", "_ci_high")]
     promoted = promotion.promote(
         mlf,
         name=unit.registered_name,
@@ -208,6 +217,8 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             "data_key": data.key, "git_revision": promotion.git_revision(), "stage": unit.stage.stage,
             "patient": unit.patient or "all", "best_epoch": evaluation.state["epoch"],
             promotion.INVOCATION_TAG: f"{invocation}/{unit.key}",
+            # Multi-label: the probability above which each label is predicted (chosen on validation).
+            **({"thresholds": json.dumps(dict(zip(evaluation.label_names, map(float, thresholds))))} if thresholds else {}),
             **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
         },
     )

@@ -86,7 +86,9 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
 
 
 def signature(model, example: dict):
-    """The model's signature: each named input (batch, ...) in order, and the logits (batch, outputs)."""
+    """The model's signature: each named input (batch, ...) in order, and the logits (batch, outputs). A
+    single input goes unnamed: MLflow's pyfunc then passes it to the model as the array it is (a named one
+    arrives as a dict, which the PyTorch flavour cannot take)."""
     import numpy as np
     import torch
     from mlflow.models import ModelSignature
@@ -95,7 +97,8 @@ def signature(model, example: dict):
     with torch.no_grad():
         out = model(*(torch.from_numpy(a) for a in example.values()))
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *a.shape[1:]), name) for name, a in example.items()]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *a.shape[1:]), name if len(example) > 1 else None)
+                       for name, a in example.items()]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *out.shape[1:]), "logits")]),
     )
 
@@ -108,8 +111,11 @@ def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, ta
     arrays = tuple(example.values())
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
+            # torch.export traces the model on the example, so every model needs one. MLflow's pyfunc
+            # serves one array only: the example of a model of several inputs is not tried as a serving
+            # input (it would fail and warn), though the model loads and runs with mlflow.pytorch.
             model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
-            # MLflow infers no signature for several inputs; torch.export needs one of tensors.
+            validate_serving_input=len(arrays) == 1,
             signature=signature(model, example),
             # Naming the requirements skips MLflow's slow import-tracing inference.
             pip_requirements=["torch", "ecgtune"],

@@ -78,29 +78,53 @@ def model_variants(hparams: dict) -> list[dict]:
     return [dict(zip(options, combo)) for combo in itertools.product(*options.values())]
 
 
+def metric_names(examples) -> set[str]:
+    """The validation metrics a trial on these examples reports."""
+    from ecgtune.models._registry import outputs_for
+    from ecgtune.training.metrics import classification_metrics
+
+    n = min(len(examples), 8)
+    width = outputs_for(len(examples.label_names), examples.multi_label)
+    names = classification_metrics(np.zeros((n, width), np.float32), examples.y[:n], "val", examples.label_names,
+                                   examples.scores)
+    return set(names) | {"val_loss"}
+
+
 def check_fit(space: SearchSpace, data: PreparedData) -> None:
     """Refuse, before anything starts, models that cannot take this dataset's examples and SMOTE on
     examples it cannot interpolate, naming the space file and the key."""
-    from ecgtune.spaces import Domain
+    from ecgtune.models.transfer import freeze_blocks
+    from ecgtune.spaces import domain_values
     from ecgtune.training.checkpoint import build_model, model_spec
 
     examples = data.examples
+    frozen = max((v for s in space.stages for v in domain_values(s.params.get("freeze_blocks", 0))), default=0)
     for index, model in enumerate(space.models):
         for hparams in model_variants(model.hparams):
             config = {"model": {"name": model.name, "hparams": hparams}}
+            key = f"models[{index}]" if len(space.models) > 1 else "model"
             try:
-                build_model(model_spec(config, examples))
+                built = build_model(model_spec(config, examples))
+                freeze_blocks(built, frozen)
             except (EcgtuneError, ValueError) as exc:
-                key = f"models[{index}]" if len(space.models) > 1 else "model"
                 raise EcgtuneError(f"{space.path}: key '{key}': {exc}") from None
+    known = metric_names(examples)
+    if space.metric not in known:
+        raise EcgtuneError(
+            f"{space.path}: key 'metric': {space.metric!r} is not a validation metric of these examples; "
+            f"known: {', '.join(sorted(known))}"
+        )
     for stage in space.stages:
+        for key in ("weighted_sampling", "smote"):
+            value = stage.params.get(key, False)
+            if examples.multi_label and True in domain_values(value):
+                raise EcgtuneError(f"{space.path}: key 'stages.{stage.stage}.params.{key}': resamples by class, "
+                                   "but these examples carry several labels each; leave it false")
         smote = stage.params.get("smote", False)
-        if True in (smote.values if isinstance(smote, Domain) else (smote,)) and (
-                len(examples.inputs) > 1 or examples.multi_label):
+        if True in domain_values(smote) and len(examples.inputs) > 1:
             raise EcgtuneError(
-                f"{space.path}: key 'stages.{stage.stage}.params.smote': SMOTE interpolates single signals of one "
-                f"class; these examples have inputs {list(examples.inputs)}"
-                + (" and several labels each" if examples.multi_label else "") + "; leave smote false"
+                f"{space.path}: key 'stages.{stage.stage}.params.smote': SMOTE interpolates single signals; "
+                f"these examples have inputs {list(examples.inputs)}; leave smote false"
             )
 
 
@@ -192,6 +216,8 @@ def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str) -> di
     from ecgtune.tuning.plan import source_name
 
     name, source_dataset = source_name(space, model)
+    # The registered name says the dataset and split the champion was trained under.
+    source_split = space.transfer.split if space.transfer else space.split
     champion = promotion.current_champion(mlf, name)
     if champion is None:
         t = space.transfer
@@ -201,13 +227,42 @@ def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str) -> di
             + (f" (task {t.task} on {t.dataset}, split {t.split}, stage {t.stage}"
                f"{', --smoke-test' if space.smoke_test else ''})" if t else " (this space's pretrain stage)")
         )
-    if source_dataset == space.dataset and champion.tags.get("data_key") != data_key:
+    source_key = champion.tags.get("data_key")
+    if not leak_free(source_dataset, source_split, source_key, space.dataset, space.split, data_key):
         raise EcgtuneError(
             f"the champion of {name!r} (version {champion.version}) was pre-trained on other data or another "
-            f"split (data_key {champion.tags.get('data_key')!r}, this search {data_key!r}); fine-tuning it could "
+            f"split (data_key {source_key!r}, this search {data_key!r}); fine-tuning it could "
             "leak test windows. Pre-train with the same dataset, preprocessing and split first."
         )
     return promotion.champion_checkpoint(mlf, champion)["model_state"]
+
+
+def leak_free(source_dataset, source_split, source_key, dataset: str, split: str, key: str) -> bool:
+    """Whether weights trained on (source_dataset, source_split, source_key) never saw a test example of
+    (dataset, split, key): another dataset (no shared patient); the same examples and split; or the same
+    records under a split that places each record by its identity alone (PTB-XL's folds), whatever was
+    prepared from them (beats, whole records, other labels)."""
+    from ecgtune.data import split_by_record
+
+    if source_dataset != dataset:
+        return True
+    return source_key == key or (source_split == split and split_by_record(split))
+
+
+def check_schedule_sources(plan: list[Unit], data: dict[str, PreparedData]) -> None:
+    """The same rule for fine-tuning that starts from a unit of this very search."""
+    by_key = {u.key: u for u in plan}
+    for unit in plan:
+        if not unit.depends_on:
+            continue
+        source = by_key[unit.depends_on].space
+        if not leak_free(source.dataset, source.split, data[source.experiment_name].key,
+                         unit.space.dataset, unit.space.split, data[unit.space.experiment_name].key):
+            raise EcgtuneError(
+                f"{unit.space.path}: fine-tuning starts from {unit.source!r}, which {source.name} trains on "
+                f"{source.dataset} under split {source.split} with another preparation; it could have trained on "
+                f"this search's test examples. Use the same preprocessing and split, or a split by record (folds)."
+            )
 
 
 def check_external_sources(mlf, plan: list[Unit], data: dict[str, PreparedData]) -> None:
@@ -247,6 +302,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     for space in spaces:
         check_fit(space, data[space.experiment_name])
     mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    check_schedule_sources(plan, data)
     check_external_sources(mlf, plan, data)
     name = schedule_name(spaces, suite)
     described = {s.experiment_name: {"space_file": str(s.path), "patients": list(s.patients)} for s in spaces}
@@ -274,7 +330,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         state.spaces[space.experiment_name]["parent_run_id"] = parent
         records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
     state.save()
-    echo(f"search {name} ({state.invocation}): {len(plan)} units, MLflow {mlf.tracking_uri}")
+    echo(f"search {name} ({state.invocation}): {len(plan)} unit{'' if len(plan) == 1 else 's'}, MLflow {mlf.tracking_uri}")
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
         echo(f"note: {note}")
 

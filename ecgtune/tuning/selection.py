@@ -44,23 +44,57 @@ class Evaluation:
 
     model: object  # the rebuilt model, on the CPU, in eval mode
     state: dict  # its checkpoint (best epoch, validation value, model spec)
-    metrics: dict  # test_* figures, per class included; empty without a test part
-    confusion: np.ndarray | None  # (classes, classes): rows true class, columns predicted
+    metrics: dict  # test_* figures, per class included, and test_<measure>_ci_low/high; empty without a test part
+    # (classes, classes): rows true class, columns predicted; multi-label: (labels, 4) TP, FN, FP, TN
+    confusion: np.ndarray | None
     label_names: tuple
+    predictions: dict | None = None  # the test logits, targets and records (kept with the run, for re-scoring)
 
 
-def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_test: bool = True) -> Evaluation:
-    """Rebuild the selected model and score it on the test split, once."""
+def interval_measures(measure: str, label_names) -> tuple[str, ...]:
+    """The test measures a selected model gets bootstrap intervals for: the selection measure, macro F1 and
+    AUROC, and each class's AUROC (where the task reports one: multi-label). Every draw computes every
+    measure anyway, so the per-class intervals cost nothing more."""
+    return tuple(dict.fromkeys((measure, "f1_macro", "auroc_macro", "auroc", *(f"auroc_{n}" for n in label_names))))
+
+
+def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_test: bool = True,
+                  intervals_for: tuple[str, ...] = ()) -> Evaluation:
+    """Rebuild the selected model and score it on the test split, once; bootstrap 95 % intervals (over test
+    records) for the measures ``intervals_for`` (names without the test_ prefix)."""
     from sklearn.metrics import confusion_matrix
+
+    from ecgtune.training.bootstrap import record_bootstrap
 
     with checkpoint.as_directory() as d:
         model, state = model_from_checkpoint_dir(d)
     if not with_test:
         return Evaluation(model, state, {}, None, examples.label_names)
-    test = TensorSplit.of(examples, select(examples, split_labels, "test", patient), torch.device("cpu"))
+    indices = select(examples, split_labels, "test", patient)
+    test = TensorSplit.of(examples, indices, torch.device("cpu"))
     if len(test) == 0:
         raise EcgtuneError(f"no test examples for {'patient ' + patient if patient else 'this dataset'}")
     logits = predict(model, test)
-    metrics = classification_metrics(logits, test.y_numpy, "test", test.label_names, test.scores)
-    confusion = confusion_matrix(test.y_numpy, predictions(logits), labels=np.arange(len(test.label_names)))
-    return Evaluation(model, state, metrics, confusion, test.label_names)
+    # Multi-label: the thresholds chosen on validation, never re-chosen on test.
+    thresholds = None if state.get("thresholds") is None else np.asarray(state["thresholds"])
+    if test.y_numpy.ndim == 2 and thresholds is None:
+        raise EcgtuneError("a multi-label checkpoint without the thresholds chosen on validation (state 'thresholds')")
+
+    def score(rows: np.ndarray) -> dict[str, float]:
+        return classification_metrics(logits[rows], test.y_numpy[rows], "test", test.label_names, test.scores,
+                                      thresholds=thresholds)
+
+    metrics = score(np.arange(len(test)))
+    wanted = [f"test_{m}" for m in intervals_for if f"test_{m}" in metrics]
+    if wanted:
+        spread = record_bootstrap(lambda rows: {k: score(rows)[k] for k in wanted}, examples.records[indices])
+        for name, (low, high) in spread.items():
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+    if thresholds is not None:  # per label TP/FN/FP/TN
+        from ecgtune.training.multilabel import label_counts, sigmoid
+
+        confusion = label_counts(sigmoid(logits), test.y_numpy, thresholds)
+    else:
+        confusion = confusion_matrix(test.y_numpy, predictions(logits), labels=np.arange(len(test.label_names)))
+    kept = {"logits": logits, "y": test.y_numpy, "records": np.asarray(examples.records[indices]).astype(str)}
+    return Evaluation(model, state, metrics, confusion, test.label_names, kept)

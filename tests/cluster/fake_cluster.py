@@ -122,14 +122,19 @@ class FakeCluster:
         for pid, _ in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while self.processes() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        self._wait_until_gone(30)  # a GCS flushing its tables on two busy cores can take a while
         stubborn = self.processes()
         for pid, _ in stubborn:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # SIGKILL is delivered asynchronously: a killed process can still be listed for a moment.
+        self._wait_until_gone(10)
         return stubborn
+
+    def _wait_until_gone(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def raylet_of(self, node_id: str) -> int | None:
         """The process id of a worker node's raylet (the fake provider gives each node's processes its id)."""

@@ -48,6 +48,20 @@ def test_champion_loads_as_a_model_that_takes_any_batch(registry, tmp_path):
     assert model(torch.randn(5, 1, 128)).shape == (5, 1)
 
 
+def test_a_single_input_champion_serves_through_pyfunc(registry):
+    """`mlflow models serve` and pyfunc loaders hand the model one array: its signature takes it."""
+    import mlflow
+    import mlflow.pyfunc
+    import numpy as np
+
+    client, exp = registry
+    _promote(client, exp, 0.5)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/ecgtune-test-model@champion")
+    out = served.predict(np.zeros((3, 1, 128), np.float32))
+    assert np.asarray(out).shape == (3, 1)
+
+
 def test_lower_is_better_for_min_metrics():
     assert promotion.beats(0.1, 0.2, "min") and not promotion.beats(0.3, 0.2, "min")
     assert promotion.beats(0.5, float("nan"), "max")

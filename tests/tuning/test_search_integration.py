@@ -111,11 +111,12 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     env = {**os.environ, "ECGTUNE_HOME": str(tmp_path / "home"), "ECGTUNE_DATA_DIR": str(real_data_dir),
            "PYTHONUNBUFFERED": "1"}
     args = [str(Path(sys.executable).with_name("ecgtune")), "search", "--space", "individuals_patients",
-            "--patients", "100,208", "--smoke-test", "--mlflow-uri", uri]
+            "--patients", "100,208,119", "--smoke-test", "--mlflow-uri", uri]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # Patient 100's unit is selected and promoted; patient 208's trials are still in flight.
-        _lines_until(proc, r"scratch-cnn1d_residual-100: val_balanced_accuracy", timeout=600)
+        # The first unit is selected and promoted. Units are asked for trials in order, so the last one's
+        # have hardly begun: two whole units of trials stand between this line and the end of the search.
+        _lines_until(proc, r"scratch-cnn1d_residual-\d+: val_balanced_accuracy", timeout=600)
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=300)
     finally:
@@ -127,24 +128,24 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     assert [p.info.status for p in parents] == ["KILLED"]
     assert not [c for c in children if c.info.status == "RUNNING"]  # nothing left RUNNING
     before = {c.data.tags["ecgtune.trial_id"]: c.info.status for c in children}
-    assert 18 <= len(before) < 36 or any(s == "KILLED" for s in before.values())
+    assert 18 <= len(before) < 54 or any(s == "KILLED" for s in before.values())
 
     resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
     client, parents_after, children_after = runs_of(uri, "individuals_patients-smoke")
     assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]  # the same parent run
     assert parents_after[0].info.status == "FINISHED"
-    assert len(children_after) == 36 and all(c.info.status == "FINISHED" for c in children_after)
-    assert len({c.data.tags["ecgtune.trial_id"] for c in children_after}) == 36  # one run per trial
+    assert len(children_after) == 54 and all(c.info.status == "FINISHED" for c in children_after)
+    assert len({c.data.tags["ecgtune.trial_id"] for c in children_after}) == 54  # one run per trial
     finished_before = {t for t, s in before.items() if s == "FINISHED"}
     rerun = [c for c in children_after if c.data.tags["ecgtune.trial_id"] in finished_before
              and len(client.get_metric_history(c.info.run_id, "epoch")) > 1]
     assert not rerun  # a trial that had finished was not trained again
-    for patient in ("100", "208"):
+    for patient in ("100", "208", "119"):
         versions = client.search_model_versions(f"name='{_name('scratch', patient)}'")
-        assert len(versions) == 1  # each unit promoted once, patient 100 before the stop
+        assert len(versions) == 1  # each unit promoted once, the first one before the stop
     selected = [c for c in children_after if c.data.tags.get("ecgtune.selected") == "true"]
-    assert len(selected) == 2
+    assert len(selected) == 3
 
     resumed_again = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed_again.returncode == 2 and "nothing to resume" in resumed_again.stderr

@@ -1,0 +1,133 @@
+"""Test figures per value of one hyperparameter, after a search: for each value, the trial best on
+validation among those that had it, scored once on test with bootstrap intervals.
+
+A paper's "per k" column (how many blocks a transferred network keeps frozen, say) is such a table. It
+describes; it does not choose: the unit's champion is still the trial selection on validation picked,
+and a value is never preferred here for its test figure.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+
+from ecgtune.errors import EcgtuneError
+from ecgtune.tuning import tracking
+
+
+@dataclass
+class ValueRow:
+    value: str
+    trials: int  # finished trials that had this value
+    run_id: str  # the best of them on validation
+    val_metric: float
+    selected: bool  # the unit's champion
+    test: dict  # test_* figures, with _ci_low/_ci_high where drawn
+
+
+def best_run_per_value(runs, param: str, mode: str) -> dict[str, tuple[object, int]]:
+    """Per value of the run parameter ``param``: (the finished run with the best ``best_metric``, how many
+    finished runs had the value), numbers in increasing order, then the other values by name."""
+    groups: dict[str, list] = {}
+    for run in runs:
+        if run.info.status == "FINISHED" and param in run.data.params:
+            value = run.data.metrics.get("best_metric", float("nan"))
+            if not math.isnan(value):
+                groups.setdefault(run.data.params[param], []).append(run)
+    pick = max if mode == "max" else min
+    return {value: (pick(groups[value], key=lambda r: r.data.metrics["best_metric"]), len(groups[value]))
+            for value in sorted(groups, key=_value_order)}
+
+
+def _value_order(value: str) -> tuple:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def last_search(mlf, experiment_name: str):
+    """The latest finished parent run (one search invocation) of a space's experiment."""
+    experiment = mlf.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise EcgtuneError(f"no MLflow experiment {experiment_name!r}: run `ecgtune search` for this space first")
+    parents = mlf.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"])
+    parents = [r for r in parents if tracking.PARENT_TAG not in r.data.tags]
+    if not parents:
+        raise EcgtuneError(f"experiment {experiment_name!r} has no finished search")
+    return experiment.experiment_id, parents[0]
+
+
+def trial_runs_of(mlf, experiment_id: str, parent_run_id: str, stage: str):
+    return mlf.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and tags.`ecgtune.stage` = '{stage}'",
+        max_results=5000,
+    )
+
+
+def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None = None,
+                      data_dir: str | None = None) -> tuple[list[ValueRow], tuple[str, ...]]:
+    """The rows of the table for ``param`` (a trial parameter as MLflow shows it; ``train.`` or
+    ``model.hparams.`` may be left out) in ``stage`` of the last finished search of ``space``, and the
+    task's label names. Only units without patients: a per-patient stage has one table per patient,
+    which the search summary already gives."""
+    from ray.tune import Checkpoint
+
+    from ecgtune.tuning.search import prepare_data
+    from ecgtune.tuning.selection import evaluate_test, interval_measures
+
+    if stage not in [s.stage for s in space.stages]:
+        raise EcgtuneError(f"{space.path}: no stage {stage!r} (stages: {[s.stage for s in space.stages]})")
+    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    experiment_id, parent = last_search(mlf, space.experiment_name)
+    runs = trial_runs_of(mlf, experiment_id, parent.info.run_id, stage)
+    # A training parameter (lr) or a model hyperparameter (dropout), as MLflow names them.
+    candidates = [param] if "." in param else [f"train.{param}", f"model.hparams.{param}"]
+    key = next((c for c in candidates if any(c in r.data.params for r in runs)), candidates[0])
+    best = best_run_per_value(runs, key, space.mode)
+    if not best:
+        known = sorted({p for r in runs for p in r.data.params})
+        raise EcgtuneError(f"no finished trial of stage {stage!r} in the last search of {space.experiment_name} "
+                           f"has the parameter {key!r} (parameters: {known})")
+    data = prepare_data(space, data_dir)
+    measure = space.metric[len("val_"):]
+    rows = []
+    for value, (run, count) in best.items():
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                local = mlf.download_artifacts(run.info.run_id, "checkpoint", folder)
+            except Exception as exc:
+                raise EcgtuneError(f"run {run.info.run_id} ({key}={value}) has no checkpoint artifact: {exc}") from exc
+            evaluation = evaluate_test(Checkpoint.from_directory(local), data.examples, data.split_labels, None,
+                                       intervals_for=interval_measures(measure, data.examples.label_names))
+        rows.append(ValueRow(value=value, trials=count, run_id=run.info.run_id,
+                             val_metric=run.data.metrics["best_metric"],
+                             selected=run.data.tags.get("ecgtune.selected") == "true", test=evaluation.metrics))
+    return rows, tuple(data.examples.label_names)
+
+
+def _figure(row: ValueRow, name: str) -> str:
+    value = row.test.get(f"test_{name}", float("nan"))
+    low, high = row.test.get(f"test_{name}_ci_low"), row.test.get(f"test_{name}_ci_high")
+    text = "   -  " if math.isnan(value) else f"{value:.4f}"
+    return text + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+
+
+def format_rows(rows: list[ValueRow], param: str, metric: str, label_names=()) -> str:
+    """The table; for tasks that report a per-label AUROC (multi-label), a second one of those."""
+    measure = metric[len("val_"):]
+    head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + ' [95% CI]':>32}  "
+            f"{'test macro F1 [95% CI]':>32}  run")
+    lines = [head]
+    for row in rows:
+        lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  {_figure(row, measure):>32}  "
+                     f"{_figure(row, 'f1_macro'):>32}  {row.run_id}{' (champion)' if row.selected else ''}")
+    labels = [n for n in label_names if any(f"test_auroc_{n}" in row.test for row in rows)]
+    if labels:
+        lines += ["", "test AUROC per label [95% CI]", f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
+        for row in rows:
+            lines.append(f"{row.value:>14}  " + "  ".join(f"{_figure(row, f'auroc_{n}'):>24}" for n in labels))
+    return "\n".join(lines)
