@@ -77,7 +77,7 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
     from ray.tune import Checkpoint
 
     from ecgtune.tuning.search import prepare_data
-    from ecgtune.tuning.selection import evaluate_test, interval_measures
+    from ecgtune.tuning.selection import SMOKE_RESAMPLES, evaluate_test, interval_measures
 
     if stage not in [s.stage for s in space.stages]:
         raise EcgtuneError(f"{space.path}: no stage {stage!r} (stages: {[s.stage for s in space.stages]})")
@@ -102,7 +102,8 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
             except Exception as exc:
                 raise EcgtuneError(f"run {run.info.run_id} ({key}={value}) has no checkpoint artifact: {exc}") from exc
             evaluation = evaluate_test(Checkpoint.from_directory(local), data.examples, data.split_labels, None,
-                                       intervals_for=interval_measures(measure, data.examples.label_names))
+                                       intervals_for=interval_measures(measure, data.examples.label_names),
+                                       resamples=SMOKE_RESAMPLES if space.smoke_test else None)
         rows.append(ValueRow(value=value, trials=count, run_id=run.info.run_id,
                              val_metric=run.data.metrics["best_metric"],
                              selected=run.data.tags.get("ecgtune.selected") == "true", test=evaluation.metrics))

@@ -51,6 +51,11 @@ class Evaluation:
     predictions: dict | None = None  # the test logits, targets and records (kept with the run, for re-scoring)
 
 
+# Smoke runs check that intervals are drawn and logged, not what they are: a few draws keep CI short
+# (a thousand draws over a few thousand beats take about 20 s per unit).
+SMOKE_RESAMPLES = 50
+
+
 def interval_measures(measure: str, label_names) -> tuple[str, ...]:
     """The test measures a selected model gets bootstrap intervals for: the selection measure, macro F1 and
     AUROC, and each class's AUROC (where the task reports one: multi-label). Every draw computes every
@@ -59,9 +64,10 @@ def interval_measures(measure: str, label_names) -> tuple[str, ...]:
 
 
 def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_test: bool = True,
-                  intervals_for: tuple[str, ...] = ()) -> Evaluation:
+                  intervals_for: tuple[str, ...] = (), resamples: int | None = None) -> Evaluation:
     """Rebuild the selected model and score it on the test split, once; bootstrap 95 % intervals (over test
-    records) for the measures ``intervals_for`` (names without the test_ prefix)."""
+    records) for the measures ``intervals_for`` (names without the test_ prefix), from ``resamples``
+    draws (default: as many as the test set's size gets, ecgtune.training.bootstrap)."""
     from sklearn.metrics import confusion_matrix
 
     from ecgtune.training.bootstrap import record_bootstrap
@@ -87,7 +93,8 @@ def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_
     metrics = score(np.arange(len(test)))
     wanted = [f"test_{m}" for m in intervals_for if f"test_{m}" in metrics]
     if wanted:
-        spread = record_bootstrap(lambda rows: {k: score(rows)[k] for k in wanted}, examples.records[indices])
+        spread = record_bootstrap(lambda rows: {k: score(rows)[k] for k in wanted}, examples.records[indices],
+                                  resamples=resamples)
         for name, (low, high) in spread.items():
             metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
     if thresholds is not None:  # per label TP/FN/FP/TN

@@ -48,6 +48,11 @@ def test_heartbeat_aami_then_mi_transfer_run_every_model(real_data_dir, ray_loca
     assert len(selected) == len(MODELS)
     for c in selected:
         assert {"test_f1_macro", "test_f1_N", "test_recall_N"} <= set(c.data.metrics)
+        # The random beat split's test part spans the records: bootstrap intervals around the test figures.
+        m = c.data.metrics
+        # (a percentile interval need not hold its own point estimate: only its ends are asserted)
+        assert 0 <= m["test_f1_macro_ci_low"] < m["test_f1_macro_ci_high"] <= 1
+        assert "test_predictions/test.npz" in {a.path for a in client.list_artifacts(c.info.run_id, "test_predictions")}
         assert {a.path for a in client.list_artifacts(c.info.run_id, "confusion_matrix")} == {
             "confusion_matrix/test.png", "confusion_matrix/test.json"}
     aami = {m: client.get_model_version_by_alias(f"ecgtune-aami_beats-mitdb-random_beats-scratch-{m}-smoke", "champion")
