@@ -92,9 +92,13 @@ def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_
 
     metrics = score(np.arange(len(test)))
     wanted = [f"test_{m}" for m in intervals_for if f"test_{m}" in metrics]
+
+    def wanted_scores(rows: np.ndarray) -> dict[str, float]:
+        figures = score(rows)  # once per draw: every measure comes from the same scoring
+        return {k: figures[k] for k in wanted}
+
     if wanted:
-        spread = record_bootstrap(lambda rows: {k: score(rows)[k] for k in wanted}, examples.records[indices],
-                                  resamples=resamples)
+        spread = record_bootstrap(wanted_scores, examples.records[indices], resamples=resamples)
         for name, (low, high) in spread.items():
             metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
     if thresholds is not None:  # per label TP/FN/FP/TN

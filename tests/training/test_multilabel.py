@@ -99,6 +99,7 @@ def test_a_checkpoints_test_evaluation_applies_its_validation_thresholds(tmp_pat
                           "epoch": 1, "best": 0.5, "metric": "val_auroc_macro", "val_metrics": {}})
 
     result = evaluate_test(Checkpoint.from_directory(str(tmp_path)), examples, split, None)
+    assert not any(k.endswith("_ci_low") for k in result.metrics)  # none asked for
 
     assert result.metrics["test_threshold_A"] == pytest.approx(0.37)
     assert result.metrics["test_threshold_B"] == pytest.approx(0.61)
@@ -106,3 +107,30 @@ def test_a_checkpoints_test_evaluation_applies_its_validation_thresholds(tmp_pat
         proba = torch.sigmoid(result.model.eval()(torch.from_numpy(x[8:]))).numpy()
     assert result.confusion.tolist() == label_counts(proba, y[8:], np.array(thresholds)).tolist()
     assert result.confusion.sum(1).tolist() == [4, 4]
+
+
+def test_intervals_score_each_draw_once_whatever_the_number_of_measures(tmp_path, monkeypatch):
+    """Every bootstrap draw is one scoring of the test rows, from which all the measures asked for come."""
+    from ray.tune import Checkpoint
+
+    from ecgtune.data import Examples
+    from ecgtune.training.checkpoint import build_model, save_state
+    from ecgtune.tuning import selection
+
+    spec = {"name": "cnet", "hparams": {}, "inputs": {"signal": [1, 187]}, "num_outputs": 2}
+    rng = np.random.default_rng(1)
+    n = 60
+    examples = Examples(inputs={"signal": rng.standard_normal((n, 1, 187)).astype(np.float32)},
+                        y=(rng.random((n, 2)) > 0.5).astype(np.float32), records=[str(i // 2) for i in range(n)],
+                        patients=[str(i // 2) for i in range(n)], positions=np.zeros(n, np.int64), label_names=NAMES)
+    save_state(tmp_path, {"model_state": build_model(spec).state_dict(), "model_spec": spec, "thresholds": [0.5, 0.5],
+                          "epoch": 1, "best": 0.5, "metric": "val_auroc_macro", "val_metrics": {}})
+    calls = []
+    real = selection.classification_metrics
+    monkeypatch.setattr(selection, "classification_metrics", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    result = selection.evaluate_test(Checkpoint.from_directory(str(tmp_path)), examples, np.array(["test"] * n), None,
+                                     intervals_for=selection.interval_measures("auroc_macro", NAMES), resamples=40)
+    assert len(calls) == 1 + 40  # the figure itself, then one scoring per draw
+    for name in ("test_auroc_macro", "test_f1_macro", "test_auroc_A", "test_auroc_B"):
+        assert result.metrics[f"{name}_ci_low"] < result.metrics[f"{name}_ci_high"]
