@@ -30,11 +30,12 @@ def _test(summary, name: str) -> float:
     return summary.test.get(f"test_{name}", float("nan"))
 
 
-def _with_interval(summary, name: str) -> str:
-    """A test figure and, where one was drawn, its bootstrap 95 % interval: "0.8123 [0.7100, 0.9000]"."""
-    low, high = _test(summary, f"{name}_ci_low"), _test(summary, f"{name}_ci_high")
-    interval = "" if math.isnan(low) else f" [{low:.4f}, {high:.4f}]"
-    return _fmt(_test(summary, name)) + interval
+def with_interval(test: dict, name: str) -> str:
+    """The test figure ``test_<name>`` of a test-metrics dict and, where one was drawn, its bootstrap 95 %
+    interval: "0.8123 [0.7100, 0.9000]"."""
+    low, high = test.get(f"test_{name}_ci_low"), test.get(f"test_{name}_ci_high")
+    interval = "" if low is None or math.isnan(low) else f" [{low:.4f}, {high:.4f}]"
+    return _fmt(test.get(f"test_{name}", float("nan"))) + interval
 
 
 def _mean(values) -> float:
@@ -63,7 +64,7 @@ def format_summary(summaries, metric: str) -> str:
         for s in rows:
             lines.append(
                 f"{s.model:>14}  {s.patient or 'all':>8}  {_fmt(s.val_metric):>22}  "
-                f"{_with_interval(s, measure):>30}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
+                f"{with_interval(s.test, measure):>30}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
             )
         if len(rows) > 1:
             lines.append(

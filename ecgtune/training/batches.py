@@ -66,8 +66,7 @@ class TensorSplit:
 def example_batch(examples: Examples, n: int = 2) -> dict[str, np.ndarray]:
     """The first ``n`` examples as a model takes them (each input by name, in order, float32): what the
     registry traces an exported model with."""
-    return {name: a[:n].astype(np.float32) / 255.0 if a.dtype == np.uint8 else a[:n].astype(np.float32)
-            for name, a in examples.inputs.items()}
+    return {name: model_input(torch.from_numpy(np.array(a[:n]))).float().numpy() for name, a in examples.inputs.items()}
 
 
 def epoch_order(labels: np.ndarray, weighted: bool, generator: torch.Generator) -> torch.Tensor:

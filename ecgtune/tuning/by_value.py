@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 
 from ecgtune.errors import EcgtuneError
+from ecgtune.report import with_interval
 from ecgtune.tuning import tracking
 
 
@@ -77,7 +78,7 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
     from ray.tune import Checkpoint
 
     from ecgtune.tuning.search import prepare_data
-    from ecgtune.tuning.selection import SMOKE_RESAMPLES, evaluate_test, interval_measures
+    from ecgtune.tuning.selection import evaluate_in_search
 
     if stage not in [s.stage for s in space.stages]:
         raise EcgtuneError(f"{space.path}: no stage {stage!r} (stages: {[s.stage for s in space.stages]})")
@@ -93,7 +94,6 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
         raise EcgtuneError(f"no finished trial of stage {stage!r} in the last search of {space.experiment_name} "
                            f"has the parameter {key!r} (parameters: {known})")
     data = prepare_data(space, data_dir)
-    measure = space.metric[len("val_"):]
     rows = []
     for value, (run, count) in best.items():
         with tempfile.TemporaryDirectory() as folder:
@@ -101,20 +101,11 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
                 local = mlf.download_artifacts(run.info.run_id, "checkpoint", folder)
             except Exception as exc:
                 raise EcgtuneError(f"run {run.info.run_id} ({key}={value}) has no checkpoint artifact: {exc}") from exc
-            evaluation = evaluate_test(Checkpoint.from_directory(local), data.examples, data.split_labels, None,
-                                       intervals_for=interval_measures(measure, data.examples.label_names),
-                                       resamples=SMOKE_RESAMPLES if space.smoke_test else None)
+            evaluation = evaluate_in_search(space, Checkpoint.from_directory(local), data, None)
         rows.append(ValueRow(value=value, trials=count, run_id=run.info.run_id,
                              val_metric=run.data.metrics["best_metric"],
                              selected=run.data.tags.get("ecgtune.selected") == "true", test=evaluation.metrics))
     return rows, tuple(data.examples.label_names)
-
-
-def _figure(row: ValueRow, name: str) -> str:
-    value = row.test.get(f"test_{name}", float("nan"))
-    low, high = row.test.get(f"test_{name}_ci_low"), row.test.get(f"test_{name}_ci_high")
-    text = "   -  " if math.isnan(value) else f"{value:.4f}"
-    return text + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
 
 
 def format_rows(rows: list[ValueRow], param: str, metric: str, label_names=()) -> str:
@@ -124,11 +115,12 @@ def format_rows(rows: list[ValueRow], param: str, metric: str, label_names=()) -
             f"{'test macro F1 [95% CI]':>32}  run")
     lines = [head]
     for row in rows:
-        lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  {_figure(row, measure):>32}  "
-                     f"{_figure(row, 'f1_macro'):>32}  {row.run_id}{' (champion)' if row.selected else ''}")
+        lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  "
+                     f"{with_interval(row.test, measure):>32}  {with_interval(row.test, 'f1_macro'):>32}  "
+                     f"{row.run_id}{' (champion)' if row.selected else ''}")
     labels = [n for n in label_names if any(f"test_auroc_{n}" in row.test for row in rows)]
     if labels:
         lines += ["", "test AUROC per label [95% CI]", f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
         for row in rows:
-            lines.append(f"{row.value:>14}  " + "  ".join(f"{_figure(row, f'auroc_{n}'):>24}" for n in labels))
+            lines.append(f"{row.value:>14}  " + "  ".join(f"{with_interval(row.test, f'auroc_{n}'):>24}" for n in labels))
     return "\n".join(lines)

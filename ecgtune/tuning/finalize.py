@@ -29,7 +29,7 @@ from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log
 from ecgtune.tuning.plan import Unit
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
-from ecgtune.tuning.selection import SMOKE_RESAMPLES, evaluate_test, interval_measures, select_best
+from ecgtune.tuning.selection import evaluate_in_search, select_best
 
 
 @dataclass
@@ -184,9 +184,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     best = select_best(outcomes, space.mode, unit.key)
     with_test = split_has_test(space.split)
     measure = space.metric[len("val_"):]
-    evaluation = evaluate_test(best.checkpoint, data.examples, data.split_labels, unit.patient, with_test,
-                               intervals_for=interval_measures(measure, data.examples.label_names),
-                               resamples=SMOKE_RESAMPLES if space.smoke_test else None)
+    evaluation = evaluate_in_search(space, best.checkpoint, data, unit.patient, with_test)
     run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)
     if run is None:
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")

@@ -63,18 +63,13 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
 
 
 def model_variants(hparams: dict) -> list[dict]:
-    """Every combination of a model's searched choices (numeric ranges at their lower bound): the models
-    a search may build."""
+    """Every combination of a model's searched choices (numeric ranges at both bounds): the models a
+    search may build."""
     import itertools
 
-    from ecgtune.spaces import Domain
+    from ecgtune.spaces import domain_values
 
-    options = {}
-    for key, value in hparams.items():
-        if isinstance(value, Domain):
-            options[key] = list(value.values) if value.kind in ("grid", "categorical") else [value.low]
-        else:
-            options[key] = [value]
+    options = {key: domain_values(value) for key, value in hparams.items()}
     return [dict(zip(options, combo)) for combo in itertools.product(*options.values())]
 
 

@@ -63,6 +63,15 @@ def interval_measures(measure: str, label_names) -> tuple[str, ...]:
     return tuple(dict.fromkeys((measure, "f1_macro", "auroc_macro", "auroc", *(f"auroc_{n}" for n in label_names))))
 
 
+def evaluate_in_search(space, checkpoint, data, patient: str | None, with_test: bool = True) -> Evaluation:
+    """evaluate_test as a search scores a unit's model on ``data`` (PreparedData): intervals of the
+    space's selection measure and of interval_measures, from fewer draws in smoke runs."""
+    measure = space.metric[len("val_"):]
+    return evaluate_test(checkpoint, data.examples, data.split_labels, patient, with_test,
+                         intervals_for=interval_measures(measure, data.examples.label_names),
+                         resamples=SMOKE_RESAMPLES if space.smoke_test else None)
+
+
 def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_test: bool = True,
                   intervals_for: tuple[str, ...] = (), resamples: int | None = None) -> Evaluation:
     """Rebuild the selected model and score it on the test split, once; bootstrap 95 % intervals (over test
