@@ -225,7 +225,7 @@ class Replay:
         """ecgtune's schedule: its own searcher hands out trials as slots free; a unit is finalised
         ``finalize_s`` after its last trial, and a fine-tuning unit is ready once its pre-training is."""
         ready_sources: set[str] = set()
-        searcher = self.searcher(ready=lambda u: None if u.source and u.source not in ready_sources else {"init_weights": "w"})
+        searcher = self.searcher(ready=lambda u: None if any(s.name not in ready_sources for s in u.sources) else {"init_weights": {"model": "w"}})
         planned = {u.key: u.planned_trials for u in self.plan}
         units = {u.key: u for u in self.plan}
         finished: dict[str, int] = {}

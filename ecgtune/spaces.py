@@ -180,7 +180,9 @@ class SmokeSpec:
     max_records: int | None = None  # recordings (datasets of one example per recording)
     num_samples: int = 2
     model: dict = field(default_factory=dict)  # model hyperparameters for smoke runs, e.g. {size: xs}
+    models: dict = field(default_factory=dict)  # per model name, its own: {alexnet2d: {fc_sizes: [64, 32]}}
     preprocessing: dict = field(default_factory=dict)  # preprocessing for smoke runs, e.g. {max_records: 40}
+    params: dict = field(default_factory=dict)  # training parameters of every stage: a large grid made small
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,10 @@ class TransferSpec:
     Without a ``transfer`` section, fine-tuning starts from this space's own task, dataset, split
     and ``pretrain`` stage. With one, it starts from the champion of ``task`` on ``dataset`` and
     ``split`` trained in ``stage`` (the same model architecture); ``replace_head`` swaps its last two fully connected
-    layers for fresh ones sized for this task (Kachuee et al.'s transfer).
+    layers for fresh ones sized for this task (Kachuee et al.'s transfer). With ``branches`` (input name ->
+    model name), the space's fusion models start from one champion per branch instead: the champion of that
+    model for ``task``, loaded whole into the branch that takes that input (seed 000's fusion of the best
+    signal and image networks).
     """
 
     task: str
@@ -206,6 +211,7 @@ class TransferSpec:
     split: str
     stage: str = "pretrain"
     replace_head: bool = False
+    branches: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +288,8 @@ class SearchSpace:
         smoke = self.smoke
         stages = []
         for s in self.stages:
-            params = dict(s.params, epochs=min(max_epochs(s.params), smoke.epochs))
+            params = dict(s.params, **smoke.params)
+            params["epochs"] = min(max_epochs(params), smoke.epochs)
             search = dataclasses.replace(
                 s.search, num_samples=min(s.search.num_samples, smoke.num_samples), grace_period=1
             )
@@ -290,7 +297,8 @@ class SearchSpace:
         patients = self.patients if patients_given else self.patients[: smoke.patients]
         caps = {"max_per_record": smoke.max_per_record, "max_records": smoke.max_records}
         preprocessing = dict(self.preprocessing, **{k: v for k, v in caps.items() if v is not None}, **smoke.preprocessing)
-        models = tuple(dataclasses.replace(m, hparams={**m.hparams, **smoke.model}) for m in self.models)
+        models = tuple(dataclasses.replace(m, hparams={**m.hparams, **smoke.model, **smoke.models.get(m.name, {})})
+                       for m in self.models)
         if any(s.per_patient for s in stages) and "records" in preprocessing:
             # Pre-training sees the train portions of the study's patients only, so keep it small too.
             preprocessing["records"] = list(patients)
@@ -334,12 +342,6 @@ def _parse_stage(raw: Any, where: str, index: int, base_search: SearchSpec) -> S
     params_raw = raw.get("params") or {}
     _check_keys(params_raw, where, f"{section}.params", set(TRAIN_DEFAULTS))
     params = {k: parse_value(v, where, f"{section}.params.{k}") for k, v in params_raw.items()}
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS)):
-        value = params.get(key)
-        values = value.values if isinstance(value, Domain) else (value,) if value is not None else ()
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise _fail(where, f"{section}.params.{key}", f"one of {list(allowed)}", bad[0])
     _check_training_values(params, where, f"{section}.params")
     per_patient = raw.get("per_patient", stage != "pretrain")
     if not isinstance(per_patient, bool):
@@ -372,6 +374,10 @@ def domain_values(value) -> tuple:
 
 def _check_training_values(params: dict, where: str, section: str) -> None:
     """The values of the newer training parameters, each value of a grid or domain included."""
+    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS)):
+        bad = [v for v in domain_values(params.get(key, allowed[0])) if v not in allowed]
+        if bad:
+            raise _fail(where, f"{section}.{key}", f"one of {list(allowed)}", bad[0])
     for value in domain_values(params.get("class_weights", "none")):
         ok = value in ("none", "balanced") or (
             isinstance(value, list) and value
@@ -442,14 +448,24 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     if any(s.per_patient for s in stages) and not patients:
         raise _fail(where, "patients", "a non-empty list (a stage is per patient)", patients)
 
-    transfer = _parse_transfer(raw.get("transfer"), where, stages)
+    transfer = _parse_transfer(raw.get("transfer"), where, stages, models)
 
     smoke_raw = raw.get("smoke_test") or {}
     _check_keys(smoke_raw, where, "smoke_test", {f.name for f in dataclasses.fields(SmokeSpec)})
     smoke = SmokeSpec(**smoke_raw)
-    for key in ("model", "preprocessing"):
+    for key in ("model", "models", "preprocessing", "params"):
         if not isinstance(getattr(smoke, key), dict):
             raise _fail(where, f"smoke_test.{key}", f"a mapping of {key} parameters", getattr(smoke, key))
+    for name, hparams in smoke.models.items():
+        if name not in {m.name for m in models}:
+            raise _fail(where, f"smoke_test.models.{name}", f"one of the space's models {[m.name for m in models]}", name)
+        if not isinstance(hparams, dict):
+            raise _fail(where, f"smoke_test.models.{name}", "a mapping of model hyperparameters", hparams)
+    if smoke.params:
+        _check_keys(smoke.params, where, "smoke_test.params", set(TRAIN_DEFAULTS))
+        smoke_params = {k: parse_value(v, where, f"smoke_test.params.{k}") for k, v in smoke.params.items()}
+        _check_training_values(smoke_params, where, "smoke_test.params")
+        smoke = dataclasses.replace(smoke, params=smoke_params)
 
     return SearchSpace(
         name=path.stem,
@@ -519,7 +535,7 @@ def _parse_models(raw: dict, where: str) -> tuple[ModelSpec, ...]:
     return tuple(specs)
 
 
-def _parse_transfer(raw: Any, where: str, stages: tuple[StageSpec, ...]) -> TransferSpec | None:
+def _parse_transfer(raw: Any, where: str, stages: tuple[StageSpec, ...], models: tuple[ModelSpec, ...]) -> TransferSpec | None:
     if raw is None:
         return None
     from ecgtune.data import list_splits
@@ -541,7 +557,29 @@ def _parse_transfer(raw: Any, where: str, stages: tuple[StageSpec, ...]) -> Tran
         raise _fail(where, "transfer.replace_head", "true or false", spec.replace_head)
     if not any(s.stage == "finetune" for s in stages):
         raise _fail(where, "transfer", "a space with a finetune stage (transfer says where it starts)", raw)
+    if spec.branches is not None:
+        _check_branches(spec, where, models)
     return spec
+
+
+def _check_branches(spec: TransferSpec, where: str, models: tuple[ModelSpec, ...]) -> None:
+    """Each branch an input name the model takes, each source a registered model that takes that input."""
+    from ecgtune.models._registry import list_models, model_inputs
+
+    _import_model_families()
+    if not isinstance(spec.branches, dict) or not spec.branches:
+        raise _fail(where, "transfer.branches", "a mapping of input name -> model name (e.g. {signal: gru1d})", spec.branches)
+    if spec.replace_head:
+        raise _fail(where, "transfer.replace_head", "false with branches (each branch keeps its whole network)", True)
+    for branch, model in spec.branches.items():
+        if model not in list_models():
+            raise _fail(where, f"transfer.branches.{branch}", f"one of {list_models()}", model)
+        if model_inputs(model) != (branch,):
+            raise _fail(where, f"transfer.branches.{branch}", f"a model taking the one input {branch!r}", model)
+    for index, model in enumerate(models):  # each model a fusion of exactly these branches
+        if set(model_inputs(model.name)) != set(spec.branches):
+            raise _fail(where, f"models[{index}].name", f"a fusion model taking the branches' inputs {sorted(spec.branches)}",
+                        model.name)
 
 
 def _import_model_families() -> None:

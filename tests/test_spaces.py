@@ -204,3 +204,64 @@ def test_options_apply_to_every_space_of_a_search_where_they_fit():
         shape_search(spaces, models=["resnet"])
     with pytest.raises(EcgtuneError, match="at most once"):
         shape_search(spaces, patients=["100", "100"])
+
+
+def test_smoke_params_and_per_model_hyperparameters_make_a_large_grid_small(tmp_path):
+    doc = _valid()
+    doc["smoke_test"] = {"params": {"lr": 0.01}, "model": {"block_channels": 8}, "models": {"cnn1d_residual": {"num_blocks": 1}}}
+    space = load_space(str(_write(tmp_path, doc)))
+    assert "lr" in space.stages[0].domains()  # the full space keeps its grid
+    smoke = space.shrunk(patients_given=False)
+    assert all("lr" not in s.domains() and s.params["lr"] == 0.01 for s in smoke.stages)
+    assert smoke.models[0].hparams == {**space.models[0].hparams, "block_channels": 8, "num_blocks": 1}
+
+
+@pytest.mark.parametrize("smoke,key", [
+    ({"params": {"lrate": 0.1}}, "smoke_test.params.lrate"),
+    ({"params": {"optimizer": "adamw"}}, "smoke_test.params.optimizer"),
+    ({"models": {"cnet": {"frame_size": 2}}}, "smoke_test.models.cnet"),
+])
+def test_bad_smoke_overrides_name_the_key(tmp_path, smoke, key):
+    doc = _valid()
+    doc["smoke_test"] = smoke
+    path = _write(tmp_path, doc)
+    with pytest.raises(EcgtuneError) as err:
+        load_space(str(path))
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_seed000_spaces_run_fusion_from_the_champions_of_both_branches():
+    from ecgtune.tuning.plan import build_plan
+
+    spaces, suite = load_search(["image_encodings"])
+    assert suite == "image_encodings"
+    fusion = load_space("fusion_ptbxl")
+    assert fusion.transfer.branches == {"signal": "gru1d", "image": "alexnet2d"}
+    # The seed's grid: optimizer x lr x dropout x hidden size (late fusion two more hidden sizes).
+    plan = {u.key: u for u in build_plan(spaces)}
+    assert plan["fusion_ptbxl/finetune-fusion_early"].planned_trials == 2 * 4 * 3 * 3
+    assert plan["fusion_ptbxl/finetune-fusion_late"].planned_trials == 2 * 4 * 3 * 5
+    for way in ("early", "late", "joint"):
+        unit = plan[f"fusion_ptbxl/finetune-fusion_{way}"]
+        assert {(s.branch, s.name) for s in unit.sources} == {
+            ("signal", "ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-gru1d"),
+            ("image", "ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-alexnet2d")}
+        assert set(unit.depends_on) == {"signal_ptbxl/scratch-gru1d", "image_ptbxl/scratch-alexnet2d"}
+    # The smoke version is small: one configuration per fusion model.
+    smoke = {u.key: u for u in build_plan(shape_search(spaces, smoke_test=True))}
+    assert smoke["fusion_ptbxl-smoke/finetune-fusion_late"].planned_trials == 1
+
+
+@pytest.mark.parametrize("branches,key,expected", [
+    ({"signal": "alexnet2d", "image": "alexnet2d"}, "transfer.branches.signal", "taking the one input 'signal'"),
+    ({"signal": "gru9d"}, "transfer.branches.signal", "one of"),
+    ([], "transfer.branches", "a mapping"),
+    ({"signal": "gru1d"}, "models[0].name", "a fusion model taking the branches' inputs ['signal']"),
+])
+def test_bad_transfer_branches_name_the_key(tmp_path, branches, key, expected):
+    doc = yaml.safe_load((spaces_dir() / "fusion_ptbxl.yaml").read_text())
+    doc["transfer"]["branches"] = branches
+    path = _write(tmp_path, doc)
+    with pytest.raises(EcgtuneError) as err:
+        load_space(str(path))
+    assert str(path) in str(err.value) and key in str(err.value) and expected in str(err.value)

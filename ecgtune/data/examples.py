@@ -11,6 +11,7 @@ import numpy as np
 ARRAY_FIELDS = ("y", "records", "patients", "positions", "folds")
 INPUT_PREFIX = "input."  # cache keys of the inputs: "input.signal", "input.spectrogram", ...
 SIGNAL = "signal"  # the name of the one input of a plain signal dataset: (N, leads, samples)
+FIXED = "fixed"  # the layout of inputs made once at preparation (images), never remade by augmentations
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,23 @@ class Examples:
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of one example of each input, by name: what a model is built for."""
         return {name: tuple(int(d) for d in array.shape[1:]) for name, array in self.inputs.items()}
+
+    def with_inputs(self, names: Sequence[str]) -> Examples:
+        """The same examples holding only the inputs ``names``, in that order: what a model that takes them
+        is given. Examples may carry more inputs than one model takes (a fusion study's signal and image
+        serve its signal and image branches too).
+
+        Raises:
+            EcgtuneError: an input these examples do not have, naming the ones they have.
+        """
+        from ecgtune.errors import EcgtuneError
+
+        missing = [n for n in names if n not in self.inputs]
+        if missing or not names:
+            raise EcgtuneError(f"the model takes the inputs {list(names)}; these examples have {list(self.inputs)}")
+        if list(names) == list(self.inputs):
+            return self
+        return self._with(inputs={n: self.inputs[n] for n in names})
 
     @property
     def multi_label(self) -> bool:

@@ -15,7 +15,7 @@ from ecgtune import paths
 from ecgtune.data import cache, segment
 from ecgtune.data import ptbxl_records as records
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import SIGNAL, Examples
+from ecgtune.data.examples import FIXED, SIGNAL, Examples
 from ecgtune.data.kachuee import (
     KACHUEE_LENGTH,
     KACHUEE_RATE,
@@ -253,10 +253,14 @@ class PtbXl:
             keep = records.spread_over_folds(np.array([r.fold for r, _ in labelled]), p["max_records"])
             labelled = [labelled[i] for i in keep]
         self._download_missing([f"{r.record_path(p['rate'])}.{ext}" for r, _ in labelled for ext in RECORD_EXTENSIONS])
-        signals = [records.prepare_signal(*self._read_leads(r, p["rate"], p["leads"]), p) for r, _ in labelled]
+        prepared = [records.prepare_record(*self._read_leads(r, p["rate"], p["leads"]), p) for r, _ in labelled]
         n = len(labelled)
+        if prepared:
+            inputs = {name: np.stack([inputs[name] for inputs in prepared]) for name in prepared[0]}
+        else:
+            inputs = {SIGNAL: np.zeros((0, len(p["leads"] or records.LEADS), 1), np.float32)}
         return Examples(
-            inputs={SIGNAL: np.stack(signals) if signals else np.zeros((0, len(p["leads"] or records.LEADS), 1), np.float32)},
+            inputs=inputs, layout=FIXED if records.IMAGE in inputs else SIGNAL,
             y=np.array([y for _, y in labelled]) if n else np.zeros(0, np.int64),
             records=[str(r.ecg_id) for r, _ in labelled], patients=[r.patient for r, _ in labelled],
             positions=np.zeros(n, np.int64), folds=[r.fold for r, _ in labelled],

@@ -41,7 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "min_likelihood": 0.0,
     "ecg_ids": None,
     "max_records": None,  # at most this many, spread over the ten folds (smoke runs)
+    "images": None,  # None, or image kinds per lead (seed 000: [gaf, mtf, rp]): a second input, "image"
+    "image_size": 256,  # each full-resolution image resized to image_size x image_size
 }
+IMAGE = "image"  # the input name of the images, beside "signal"
 
 
 def diagnostic_classes(codes, likelihoods, statement_classes: dict[str, str], min_likelihood: float) -> set[str]:
@@ -91,6 +94,15 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
         p["bandpass"] = [low, high]
     if not isinstance(p["bandpass_order"], int) or not 1 <= p["bandpass_order"] <= 10:
         raise EcgtuneError(f"ptbxl: bandpass_order must be an integer from 1 to 10, got {p['bandpass_order']!r}")
+    if p["images"] is not None:
+        from ecgtune.transforms.images import KINDS
+
+        kinds = p["images"] if isinstance(p["images"], list) else [p["images"]]
+        if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+            raise EcgtuneError(f"ptbxl: images must be null or distinct kinds of {list(KINDS)}, got {p['images']!r}")
+        p["images"] = list(kinds)
+    if isinstance(p["image_size"], bool) or not isinstance(p["image_size"], int) or not 8 <= p["image_size"] <= 1024:
+        raise EcgtuneError(f"ptbxl: image_size must be an integer from 8 to 1024, got {p['image_size']!r}")
     for key in ("bandpass_causal", "standardize"):
         if not isinstance(p[key], bool):
             raise EcgtuneError(f"ptbxl: {key} must be true or false, got {p[key]!r}")
@@ -100,9 +112,31 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-def prepare_signal(signal: np.ndarray, fs: int, p: dict[str, Any]) -> np.ndarray:
+def prepare_record(signal: np.ndarray, fs: int, p: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The inputs of one record: ``signal`` (leads, length) from `prepare_signal`, and with ``p["images"]``
+    ``image`` (leads x kinds, size, size) uint8, made from the signal before its zero padding (padding would
+    become part of every lead's min-max scale and of its image)."""
+    x = prepare_signal(signal, fs, p, pad=False)
+    inputs = {"signal": centred_pad(x, p["length"])}
+    if p["images"] is not None:
+        from ecgtune.transforms.images import record_image
+
+        inputs[IMAGE] = record_image(x, kinds=tuple(p["images"]), size=p["image_size"])
+    return inputs
+
+
+def centred_pad(x: np.ndarray, length: int | None) -> np.ndarray:
+    """Zeros on both sides (the extra one on the right) up to ``length`` samples, as Ribeiro et al. pad
+    4,000 samples to 4,096."""
+    if length is None or x.shape[1] >= length:
+        return x
+    before = (length - x.shape[1]) // 2
+    return np.pad(x, ((0, 0), (before, length - x.shape[1] - before)))
+
+
+def prepare_signal(signal: np.ndarray, fs: int, p: dict[str, Any], *, pad: bool = True) -> np.ndarray:
     """(samples, leads) in mV -> (leads, length): band-passed, resampled, cropped (centred), standardised
-    per lead and zero-padded (centred), as ``p`` says."""
+    per lead and (with ``pad``) zero-padded (centred), as ``p`` says."""
     from scipy.signal import butter, sosfilt, sosfiltfilt
 
     from ecgtune.data import segment
@@ -115,20 +149,14 @@ def prepare_signal(signal: np.ndarray, fs: int, p: dict[str, Any]) -> np.ndarray
         # The trend extended beyond the ends: zeros there would ring at a 10 s record's first and last
         # samples wherever the lead sits off zero.
         x = np.stack([segment.resample_rate(lead, fs, p["target_rate"], padtype="line") for lead in x])
-    pad = (0, 0)
-    if p["length"] is not None:
-        n, length = x.shape[1], p["length"]
-        if n < length:  # centred zeros, as Ribeiro et al. pad 4,000 samples to 4,096
-            before = (length - n) // 2
-            pad = (before, length - n - before)
-        else:
-            start = (n - length) // 2
-            x = x[:, start : start + length]
+    if p["length"] is not None and x.shape[1] > p["length"]:
+        start = (x.shape[1] - p["length"]) // 2
+        x = x[:, start : start + p["length"]]
     if p["standardize"]:  # over the samples, before the padding: the zeros stay zeros (the mean)
         mean = x.mean(axis=1, keepdims=True)
         std = x.std(axis=1, keepdims=True)
         x = np.divide(x - mean, std, out=np.zeros_like(x), where=std > 1e-8)
-    return np.pad(x, ((0, 0), pad)).astype(np.float32)
+    return (centred_pad(x, p["length"]) if pad else x).astype(np.float32)
 
 
 def spread_over_folds(folds: np.ndarray, cap: int) -> np.ndarray:

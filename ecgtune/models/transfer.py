@@ -9,6 +9,8 @@ from __future__ import annotations
 from ecgtune.errors import EcgtuneError
 
 HEAD_PREFIX = "head."
+# Where starting weights go: the whole model, or the branch of a fusion model named by its input.
+WHOLE_MODEL = "model"
 
 
 def load_pretrained(model, state: dict, *, replace_head: bool) -> None:

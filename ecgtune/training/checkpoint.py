@@ -41,15 +41,17 @@ def load_state(directory: str | os.PathLike) -> dict:
     return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def write_weights(location: str, model_state: dict) -> None:
-    """The weights fine-tuning starts from, where every trial of the cluster reads them (the search's
-    storage path: a shared folder or an object store)."""
+def write_weights(location: str, model_state: dict, spec: dict) -> None:
+    """The weights fine-tuning starts from, with the spec of the model they belong to (a fusion model builds
+    its branches from it), where every trial of the cluster reads them (the search's storage path: a shared
+    folder or an object store)."""
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model_state.items()}, buffer)
+    torch.save({"model_state": {k: v.detach().cpu() for k, v in model_state.items()}, "model_spec": spec}, buffer)
     write_bytes(location, buffer.getvalue())
 
 
 def read_weights(location: str) -> dict:
+    """{"model_state": ..., "model_spec": ...} as `write_weights` left them (tensors and plain types only)."""
     return torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ecgtune.data.examples import SIGNAL
-from ecgtune.models.transfer import freeze_blocks, freeze_features, load_pretrained
+from ecgtune.models._registry import model_inputs
+from ecgtune.models.transfer import WHOLE_MODEL, freeze_blocks, freeze_features, load_pretrained
 from ecgtune.training.batches import TensorSplit, epoch_order, select
 from ecgtune.training.checkpoint import build_model, load_state, model_spec, save_state
 from ecgtune.training.loop import autocast_dtype, run_epoch
@@ -96,6 +97,27 @@ def class_weights(cfg: dict, train: TensorSplit) -> torch.Tensor | None:
     return torch.as_tensor(weights, dtype=torch.float32, device=train.device)
 
 
+def starting_model(spec: dict, init_weights: dict | None, *, replace_head: bool = False):
+    """The model a trial starts from, and its spec as the checkpoint keeps it.
+
+    ``init_weights`` (fine-tuning) maps where each starting weight goes to where it lies: WHOLE_MODEL for
+    the whole model (with ``replace_head`` its head is left fresh), or a fusion model's branch by its input
+    name. A fusion model's branches are built as the champions they start from were (their specs travel
+    with their weights), and the spec returned says so, so that the trained model can be rebuilt from it.
+    """
+    from ecgtune.training.checkpoint import read_weights
+
+    starts = {where: read_weights(location) for where, location in (init_weights or {}).items()}
+    branches = {where: start["model_spec"] for where, start in starts.items() if where != WHOLE_MODEL}
+    if branches:
+        spec = {**spec, "hparams": {**spec["hparams"], "branches": branches}}
+    model = build_model(spec)
+    for where, start in starts.items():
+        whole = where == WHOLE_MODEL
+        load_pretrained(model if whole else model.branches[where], start["model_state"], replace_head=replace_head and whole)
+    return model, spec
+
+
 def prepared_data(datasets: dict, key: str):
     """The (examples, split labels) of ``key``: an object-store reference is fetched only by the trials that
     need it, so a node never pulls the datasets of other units."""
@@ -121,8 +143,6 @@ def train_fn(config: dict, datasets=None) -> None:
     import ray
     from ray import tune
 
-    from ecgtune.training.checkpoint import read_weights
-
     _use_assigned_cpus()
     # Trained weights drift into denormal floats, which made CPU epochs five times slower by epoch 4
     # of pre-training (benchmarks/bench_training.py); flushing them to zero costs no accuracy here.
@@ -130,6 +150,7 @@ def train_fn(config: dict, datasets=None) -> None:
     cfg, stage, patient = config["train"], config["stage"], config.get("patient")
     metric, mode = config["metric"], config["mode"]
     examples, split_labels = prepared_data(datasets, config["data"])
+    examples = examples.with_inputs(model_inputs(config["model"]["name"]))  # only what the model takes reaches the device
     device, gpu_ids = _device()
     # Where the trial ran, for its MLflow run (Tune adds the node's IP and host name itself).
     placement = {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(gpu_ids)}
@@ -139,11 +160,11 @@ def train_fn(config: dict, datasets=None) -> None:
     train = training_split(examples, split_labels, patient, cfg, device)
     val = TensorSplit.of(examples, select(examples, split_labels, "val", patient), device)
     spec = model_spec(config, examples)
-    model = build_model(spec)
+    if stage == "finetune" and not config.get("init_weights"):
+        raise ValueError(f"stage finetune needs the weights it starts from (config init_weights) for {spec['name']}")
+    model, spec = starting_model(spec, config.get("init_weights") if stage == "finetune" else None,
+                                 replace_head=config.get("replace_head", False))
     if stage == "finetune":
-        if not config.get("init_weights"):
-            raise ValueError(f"stage finetune needs the weights it starts from (config init_weights) for {spec['name']}")
-        load_pretrained(model, read_weights(config["init_weights"]), replace_head=config.get("replace_head", False))
         if cfg["freeze_features"]:
             freeze_features(model)
         freeze_blocks(model, cfg["freeze_blocks"])

@@ -26,6 +26,7 @@ from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
+from ecgtune.models.transfer import WHOLE_MODEL
 from ecgtune.tuning.plan import Unit
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
@@ -60,11 +61,13 @@ class Readiness:
         self.error: BaseException | None = None
 
     def starting_point(self, unit: Unit) -> dict | None:
-        if unit.source is None:
+        """The config a unit's trials add: where each of its starting weights lies (by branch; WHOLE_MODEL
+        for the whole model), or None while some are not written yet."""
+        if not unit.sources:
             return {"init_weights": None}
         with self._lock:
-            location = self._weights.get(unit.source)
-        return None if location is None else {"init_weights": location}
+            locations = {s.branch or WHOLE_MODEL: self._weights.get(s.name) for s in unit.sources}
+        return None if None in locations.values() else {"init_weights": locations}
 
     def provide(self, name: str, location: str) -> None:
         with self._lock:
@@ -209,7 +212,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     promoted = promotion.promote(
         mlf,
         name=unit.registered_name,
-        run_id=run_id, model=evaluation.model, example=example_batch(data.examples), metric=space.metric,
+        run_id=run_id, model=evaluation.model, example=example_batch(data.examples.with_inputs(list(evaluation.state["model_spec"]["inputs"]))), metric=space.metric,
         value=evaluation.state["best"], mode=space.mode,
         tags={
             "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
@@ -222,7 +225,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         },
     )
     if weights_to:
-        write_weights(weights_to, evaluation.state["model_state"])
+        write_weights(weights_to, evaluation.state["model_state"], evaluation.state["model_spec"])
     return UnitSummary(
         space=space.experiment_name, stage=unit.stage.stage, model=unit.model.name, patient=unit.patient,
         config={**best.config["train"], **{f"model.{k}": v for k, v in best.config["model"]["hparams"].items()

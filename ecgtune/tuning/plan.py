@@ -2,8 +2,9 @@
 
 A unit is (space, stage, model[, patient]): one hyperparameter search with its own search algorithm and
 scheduler state, one selection on validation, one test evaluation, one promotion. A fine-tuning unit
-starts from the weights of a registered model; when a unit of the same schedule trains that model, it
-waits for that unit, otherwise it starts from the registry's champion. Every unit whose inputs are ready
+starts from the weights of registered models (one; or one per branch of a fusion model); when a unit of
+the same schedule trains such a model, it waits for that unit, otherwise it starts from the registry's
+champion. Every unit whose inputs are ready
 is in flight at the same time (see `ecgtune.tuning.searcher`).
 """
 
@@ -14,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import ModelSpec, SearchSpace, StageSpec
+from ecgtune.spaces import Domain, ModelSpec, SearchSpace, StageSpec
 from ecgtune.tuning import promotion
 
 
@@ -25,16 +26,31 @@ def registered_name(space: SearchSpace, stage: str, model: str, patient: str | N
     )
 
 
-def source_name(space: SearchSpace, model: str) -> tuple[str, str]:
-    """The registered model a finetune stage starts from, and the dataset it was trained on: the space's
-    own pre-training, or the champion its ``transfer`` section names."""
+@dataclass(frozen=True)
+class Source:
+    """Weights a finetune unit starts from: the champion ``name`` (trained on ``dataset`` under ``split``),
+    loaded into the whole model (``branch`` None) or into one branch of a fusion model."""
+
+    name: str
+    dataset: str
+    split: str
+    branch: str | None = None
+
+
+def sources_of(space: SearchSpace, model: str) -> tuple[Source, ...]:
+    """Where a finetune stage of ``model`` starts: the space's own pre-training, the champion of the same
+    model its ``transfer`` section names, or, for a fusion model, one champion per branch."""
     t = space.transfer
     if t is None:
-        return registered_name(space, "pretrain", model, None), space.dataset
-    name = promotion.registered_name(
-        task=t.task, dataset=t.dataset, split=t.split, stage=t.stage, model=model, smoke=space.smoke_test
-    )
-    return name, t.dataset
+        return (Source(registered_name(space, "pretrain", model, None), space.dataset, space.split),)
+
+    def champion_of(source_model: str) -> str:
+        return promotion.registered_name(task=t.task, dataset=t.dataset, split=t.split, stage=t.stage,
+                                         model=source_model, smoke=space.smoke_test)
+
+    if t.branches:
+        return tuple(Source(champion_of(m), t.dataset, t.split, branch) for branch, m in t.branches.items())
+    return (Source(champion_of(model), t.dataset, t.split),)
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,8 @@ class Unit:
     stage: StageSpec
     model: ModelSpec
     patient: str | None
-    source: str | None = None  # finetune: the registered model whose weights it starts from
-    depends_on: str | None = None  # the unit of this schedule that trains ``source``, if any
+    sources: tuple[Source, ...] = ()  # finetune: the registered models whose weights it starts from
+    depends_on: tuple[str, ...] = ()  # the units of this schedule that train some of ``sources``
 
     @property
     def name(self) -> str:
@@ -67,8 +83,10 @@ class Unit:
 
     @property
     def planned_trials(self) -> int:
-        """Grid: every combination ``num_samples`` times (Tune's rule); random and Optuna: ``num_samples``."""
-        grid = [len(d.values) for d in self.stage.domains().values() if d.kind == "grid"]
+        """Grid: every combination ``num_samples`` times (Tune's rule), the model's grids included (a fusion
+        model's hidden size); random and Optuna: ``num_samples``."""
+        searched = [*self.stage.domains().values(), *(v for v in self.model.hparams.values() if isinstance(v, Domain))]
+        grid = [len(d.values) for d in searched if d.kind == "grid"]
         return math.prod(grid) * self.stage.search.num_samples
 
 
@@ -76,11 +94,8 @@ def units_of(space: SearchSpace) -> list[Unit]:
     """Whole-dataset stages model by model, then patient by patient every per-patient stage."""
     whole = [(s, m, None) for s in space.stages if not s.per_patient for m in space.models]
     per_patient = [(s, m, p) for p in space.patients for m in space.models for s in space.stages if s.per_patient]
-    units = []
-    for stage, model, patient in whole + per_patient:
-        source = source_name(space, model.name)[0] if stage.stage == "finetune" else None
-        units.append(Unit(space, stage, model, patient, source=source))
-    return units
+    return [Unit(space, stage, model, patient, sources=sources_of(space, model.name) if stage.stage == "finetune" else ())
+            for stage, model, patient in whole + per_patient]
 
 
 def build_plan(spaces: list[SearchSpace]) -> list[Unit]:
@@ -104,15 +119,16 @@ def build_plan(spaces: list[SearchSpace]) -> list[Unit]:
                 "run them in separate searches"
             )
     linked = [
-        Unit(u.space, u.stage, u.model, u.patient, source=u.source,
-             depends_on=trained_by[u.source].key if u.source in trained_by else None)
+        Unit(u.space, u.stage, u.model, u.patient, sources=u.sources,
+             depends_on=tuple(trained_by[s.name].key for s in u.sources if s.name in trained_by))
         for u in units
     ]
-    waited_for = {u.depends_on for u in linked if u.depends_on}
+    waited_for = {key for u in linked for key in u.depends_on}
     return sorted(linked, key=lambda u: u.key not in waited_for)  # stable: the spaces' order otherwise
 
 
-def external_sources(plan: list[Unit]) -> dict[str, Unit]:
+def external_sources(plan: list[Unit]) -> dict[str, tuple[Unit, Source]]:
     """Registered models the plan starts from but does not train: their champions must exist already.
-    One unit per source, to name the space in an error."""
-    return {u.source: u for u in plan if u.source and not u.depends_on}
+    One (unit, source) per registered model, to name the space in an error."""
+    trained = {u.registered_name for u in plan}
+    return {s.name: (u, s) for u in plan for s in u.sources if s.name not in trained}

@@ -19,7 +19,7 @@ from ecgtune.errors import EcgtuneError
 from ecgtune.spaces import SearchSpace
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
-from ecgtune.tuning.plan import Unit, build_plan, external_sources
+from ecgtune.tuning.plan import Source, Unit, build_plan, external_sources
 from ecgtune.tuning.state import SearchState
 
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
@@ -88,6 +88,7 @@ def metric_names(examples) -> set[str]:
 def check_fit(space: SearchSpace, data: PreparedData) -> None:
     """Refuse, before anything starts, models that cannot take this dataset's examples and SMOTE on
     examples it cannot interpolate, naming the space file and the key."""
+    from ecgtune.models._registry import model_inputs
     from ecgtune.models.transfer import freeze_blocks
     from ecgtune.spaces import domain_values
     from ecgtune.training.checkpoint import build_model, model_spec
@@ -99,7 +100,7 @@ def check_fit(space: SearchSpace, data: PreparedData) -> None:
             config = {"model": {"name": model.name, "hparams": hparams}}
             key = f"models[{index}]" if len(space.models) > 1 else "model"
             try:
-                built = build_model(model_spec(config, examples))
+                built = build_model(model_spec(config, examples.with_inputs(model_inputs(model.name))))
                 freeze_blocks(built, frozen)
             except (EcgtuneError, ValueError) as exc:
                 raise EcgtuneError(f"{space.path}: key '{key}': {exc}") from None
@@ -200,43 +201,39 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     return run.info.run_id
 
 
-def pretrained_weights(mlf, space: SearchSpace, model: str, data_key: str) -> dict:
-    """The weights a fine-tuning unit starts from when this search does not train them itself:
-    ``models:/<source model>@champion``.
+def pretrained_start(mlf, space: SearchSpace, source: Source, data_key: str) -> dict:
+    """The weights (and the spec of their model) a fine-tuning unit starts from when this search does not
+    train them itself: ``models:/<source>@champion``.
 
     A champion trained on this same dataset but with other preprocessing or another split is refused,
     because a patient's test examples could have been among its training examples. A champion of another
     dataset (MIT-BIH beats for the PTB-XL MI task) shares no patient with this one and is taken as it is.
     """
-    from ecgtune.tuning.plan import source_name
-
-    name, source_dataset = source_name(space, model)
-    # The registered name says the dataset and split the champion was trained under.
-    source_split = space.transfer.split if space.transfer else space.split
-    champion = promotion.current_champion(mlf, name)
+    champion = promotion.current_champion(mlf, source.name)
     if champion is None:
         t = space.transfer
         raise EcgtuneError(
-            f"{space.path}: fine-tuning starts from the champion of {name!r}, which the MLflow registry "
+            f"{space.path}: fine-tuning starts from the champion of {source.name!r}, which the MLflow registry "
             f"({mlf.tracking_uri}) does not hold; run the search that trains it first"
             + (f" (task {t.task} on {t.dataset}, split {t.split}, stage {t.stage}"
                f"{', --smoke-test' if space.smoke_test else ''})" if t else " (this space's pretrain stage)")
         )
     source_key = champion.tags.get("data_key")
-    if not leak_free(source_dataset, source_split, source_key, space.dataset, space.split, data_key):
+    if not leak_free(source.dataset, source.split, source_key, space.dataset, space.split, data_key):
         raise EcgtuneError(
-            f"the champion of {name!r} (version {champion.version}) was pre-trained on other data or another "
+            f"the champion of {source.name!r} (version {champion.version}) was pre-trained on other data or another "
             f"split (data_key {source_key!r}, this search {data_key!r}); fine-tuning it could "
             "leak test windows. Pre-train with the same dataset, preprocessing and split first."
         )
-    return promotion.champion_checkpoint(mlf, champion)["model_state"]
+    state = promotion.champion_checkpoint(mlf, champion)
+    return {"model_state": state["model_state"], "model_spec": state["model_spec"]}
 
 
 def leak_free(source_dataset, source_split, source_key, dataset: str, split: str, key: str) -> bool:
     """Whether weights trained on (source_dataset, source_split, source_key) never saw a test example of
     (dataset, split, key): another dataset (no shared patient); the same examples and split; or the same
     records under a split that places each record by its identity alone (PTB-XL's folds), whatever was
-    prepared from them (beats, whole records, other labels)."""
+    prepared from them (beats, whole records, other labels, images)."""
     from ecgtune.data import split_by_record
 
     if source_dataset != dataset:
@@ -245,37 +242,39 @@ def leak_free(source_dataset, source_split, source_key, dataset: str, split: str
 
 
 def check_schedule_sources(plan: list[Unit], data: dict[str, PreparedData]) -> None:
-    """The same rule for fine-tuning that starts from a unit of this very search."""
-    by_key = {u.key: u for u in plan}
+    """The same rule for fine-tuning that starts from units of this very search."""
+    trained_by = {u.registered_name: u for u in plan}
     for unit in plan:
-        if not unit.depends_on:
-            continue
-        source = by_key[unit.depends_on].space
-        if not leak_free(source.dataset, source.split, data[source.experiment_name].key,
-                         unit.space.dataset, unit.space.split, data[unit.space.experiment_name].key):
-            raise EcgtuneError(
-                f"{unit.space.path}: fine-tuning starts from {unit.source!r}, which {source.name} trains on "
-                f"{source.dataset} under split {source.split} with another preparation; it could have trained on "
-                f"this search's test examples. Use the same preprocessing and split, or a split by record (folds)."
-            )
+        for s in unit.sources:
+            if s.name not in trained_by:
+                continue
+            source = trained_by[s.name].space
+            if not leak_free(source.dataset, source.split, data[source.experiment_name].key,
+                             unit.space.dataset, unit.space.split, data[unit.space.experiment_name].key):
+                raise EcgtuneError(
+                    f"{unit.space.path}: fine-tuning starts from {s.name!r}, which {source.name} trains on "
+                    f"{source.dataset} under split {source.split} with another preparation; it could have trained on "
+                    f"this search's test examples. Use the same preprocessing and split, or a split by record (folds)."
+                )
 
 
 def check_external_sources(mlf, plan: list[Unit], data: dict[str, PreparedData]) -> None:
     """Refuse, before anything starts, a search whose fine-tuning starts from champions that are missing."""
-    for unit in external_sources(plan).values():
-        if promotion.current_champion(mlf, unit.source) is None:
-            pretrained_weights(mlf, unit.space, unit.model.name, data[unit.space.experiment_name].key)  # raises
+    for unit, source in external_sources(plan).values():
+        if promotion.current_champion(mlf, source.name) is None:
+            pretrained_start(mlf, unit.space, source, data[unit.space.experiment_name].key)  # raises
 
 
 def provide_external_weights(mlf, plan: list[Unit], data: dict[str, PreparedData], state: SearchState) -> None:
     """Write the champions this search starts from (but does not train) where its trials read them."""
     from ecgtune.training.checkpoint import write_weights
 
-    for name, unit in external_sources(plan).items():
+    for name, (unit, source) in external_sources(plan).items():
         if name in state.weights:
             continue  # --resume: written by the interrupted run
         location = weights_location(state.storage_path, name)
-        write_weights(location, pretrained_weights(mlf, unit.space, unit.model.name, data[unit.space.experiment_name].key))
+        start = pretrained_start(mlf, unit.space, source, data[unit.space.experiment_name].key)
+        write_weights(location, start["model_state"], start["model_spec"])
         state.weights[name] = location
     state.save()
 
@@ -340,7 +339,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         readiness = Readiness(state.weights)
         finalizer = Finalizer(
             mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
-            readiness=readiness, sources={u.source for u in plan if u.depends_on}, echo=echo,
+            readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo,
         )
         spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
         done = set(state.finished)

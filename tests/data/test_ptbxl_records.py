@@ -177,6 +177,8 @@ def test_max_records_spreads_over_the_folds():
     ({"bandpass": [40, 0.5]}, "bandpass must satisfy 0 < low < high < 50 Hz"),
     ({"min_likelihood": 150}, "min_likelihood must be a number from 0 to 100"),
     ({"target_length": 187}, "unknown records parameter 'target_length'"),
+    ({"images": ["gaf", "spectrogram"]}, "images must be null or distinct kinds of"),
+    ({"images": ["gaf"], "image_size": 4}, "image_size must be an integer from 8 to 1024"),
 ])
 def test_bad_parameters_name_the_key(release, params, message):
     with pytest.raises(EcgtuneError, match=message):
@@ -206,3 +208,26 @@ def test_prepare_downloads_and_verifies_the_records_it_keeps(release, tmp_path):
     records = sorted(r for r in requested if r.startswith("records"))
     assert records == sorted(f"{_path(i, 500)}.{ext}" for i in (2, 3) for ext in ("hea", "dat"))
     assert requested[0] == "SHA256SUMS.txt"
+
+
+def test_images_are_a_second_input_made_from_the_unpadded_signal_and_cached_as_uint8(release):
+    """Seed 000's images: per lead GAF, MTF and RP of the prepared lead (before any zero padding, which
+    would enter every lead's min-max scale), lead-major channels, uint8; a second read comes from the cache."""
+    from ecgtune.data.examples import FIXED
+    from ecgtune.data.ptbxl_records import IMAGE
+    from ecgtune.transforms.images import record_image
+
+    seed = {"labels": "superdiagnostic4", "leads": ["I", "II", "V2"], "bandpass": [1, 45], "bandpass_causal": True,
+            "bandpass_order": 2}
+    plain = _prepare(release, **seed)
+    ex = _prepare(release, **seed, images=["gaf", "mtf", "rp"], image_size=16)
+    assert list(ex.inputs) == ["signal", IMAGE] and ex.layout == FIXED
+    assert ex.inputs[IMAGE].dtype == np.uint8 and ex.inputs[IMAGE].shape == (len(ex), 9, 16, 16)
+    np.testing.assert_array_equal(ex.inputs["signal"], plain.inputs["signal"])
+    np.testing.assert_array_equal(ex.inputs[IMAGE][0], record_image(plain.inputs["signal"][0], size=16))
+    padded = _prepare(release, **seed, images=["rp"], image_size=16, length=1200)
+    assert padded.inputs["signal"].shape[-1] == 1200
+    np.testing.assert_array_equal(padded.inputs[IMAGE], ex.inputs[IMAGE][:, 2::3])  # each lead's RP, unpadded
+    again = _prepare(release, **seed, images=["gaf", "mtf", "rp"], image_size=16)
+    assert again.inputs[IMAGE].dtype == np.uint8
+    np.testing.assert_array_equal(again.inputs[IMAGE], ex.inputs[IMAGE])

@@ -113,3 +113,21 @@ def test_examples_array_round_trip_and_frozen():
     assert back.label_names == ex.label_names
     with pytest.raises(AttributeError):
         ex.y = np.zeros(5)  # type: ignore[misc]
+
+
+def test_a_model_is_given_the_inputs_it_takes_in_its_order():
+    import numpy as np
+    import pytest
+
+    from ecgtune.data.examples import Examples
+    from ecgtune.errors import EcgtuneError
+
+    n = 3
+    ex = Examples(inputs={"signal": np.zeros((n, 3, 10), np.float32), "image": np.ones((n, 9, 4, 4), np.uint8)},
+                  y=np.zeros(n, np.int64), records=["1", "2", "3"], patients=["1", "2", "3"],
+                  positions=np.zeros(n, np.int64), label_names=("a", "b"))
+    assert list(ex.with_inputs(["image"]).inputs) == ["image"] and ex.with_inputs(["image"]).inputs["image"].dtype == np.uint8
+    assert list(ex.with_inputs(["image", "signal"]).inputs) == ["image", "signal"]
+    assert ex.with_inputs(["signal", "image"]) is ex
+    with pytest.raises(EcgtuneError, match=r"takes the inputs \['windows'\]; these examples have \['signal', 'image'\]"):
+        ex.with_inputs(["windows"])

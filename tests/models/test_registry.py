@@ -12,6 +12,8 @@ from ecgtune.models._registry import model_inputs
 EXAMPLES = {
     ("signal",): [{"signal": (1, 128)}, {"signal": (1, 187)}, {"signal": (2, 360)}],
     ("windows", "spectrogram"): [{"windows": (6, 256), "spectrogram": (1, 48, 33)}],
+    ("image",): [{"image": (9, 64, 64)}],
+    ("signal", "image"): [{"signal": (3, 100), "image": (9, 64, 64)}],
 }
 OUTPUTS = (1, 5, 3)  # a binary head (one logit), five classes, three
 

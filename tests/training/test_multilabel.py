@@ -132,5 +132,6 @@ def test_intervals_score_each_draw_once_whatever_the_number_of_measures(tmp_path
     result = selection.evaluate_test(Checkpoint.from_directory(str(tmp_path)), examples, np.array(["test"] * n), None,
                                      intervals_for=selection.interval_measures("auroc_macro", NAMES), resamples=40)
     assert len(calls) == 1 + 40  # the figure itself, then one scoring per draw
-    for name in ("test_auroc_macro", "test_f1_macro", "test_auroc_A", "test_auroc_B"):
+    for name in ("test_auroc_macro", "test_f1_macro", "test_auroc_A", "test_auroc_B", "test_sensitivity_pooled",
+                 "test_specificity_pooled"):  # the pooled pair: seed 000's headline
         assert result.metrics[f"{name}_ci_low"] < result.metrics[f"{name}_ci_high"]

@@ -59,8 +59,8 @@ def test_finetune_starts_from_the_given_weights_and_can_freeze_features(ray_loca
 
     pretrained = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).state_dict()
     weights = str(tmp_path / "starting_weights" / "source.pt")
-    write_weights(weights, pretrained)
-    result = _fit(tmp_path, _config("finetune", "100", init_weights=weights, freeze_features=True, epochs=2))
+    write_weights(weights, pretrained, {"name": "cnn1d_residual"})
+    result = _fit(tmp_path, _config("finetune", "100", init_weights={"model": weights}, freeze_features=True, epochs=2))
     with result.checkpoint.as_directory() as d:
         state = load_state(d)["model_state"]
     features = [k for k in pretrained if not k.startswith("head.")]

@@ -18,10 +18,10 @@ def test_a_study_is_one_unit_per_stage_model_and_patient_fine_tuning_waits_for_i
         f"finetune_patients/{stage}-cnn1d_residual-{p}" for stage in ("scratch", "finetune") for p in ("100", "208")}
     by_key = {u.key: u for u in plan}
     finetune = by_key["finetune_patients/finetune-cnn1d_residual-208"]
-    assert finetune.depends_on == "finetune_patients/pretrain-cnn1d_residual"
-    assert finetune.source == by_key[finetune.depends_on].registered_name
-    assert by_key["finetune_patients/scratch-cnn1d_residual-208"].depends_on is None
-    assert finetune.planned_trials == 18 and by_key[finetune.depends_on].planned_trials == 1
+    assert finetune.depends_on == ("finetune_patients/pretrain-cnn1d_residual",)
+    assert [s.name for s in finetune.sources] == [by_key[finetune.depends_on[0]].registered_name]
+    assert by_key["finetune_patients/scratch-cnn1d_residual-208"].depends_on == ()
+    assert finetune.planned_trials == 18 and by_key[finetune.depends_on[0]].planned_trials == 1
     assert external_sources(plan) == {}
 
 
@@ -30,11 +30,11 @@ def test_a_transfer_space_waits_for_its_source_in_the_same_search_or_needs_a_cha
     plan = build_plan(spaces)
     by_key = {u.key: u for u in plan}
     mi = by_key["mi_transfer/finetune-bigru"]
-    assert mi.depends_on == "heartbeat_aami/scratch-bigru"
-    assert mi.source == "ecgtune-aami_beats-mitdb-random_beats-scratch-bigru"
+    assert mi.depends_on == ("heartbeat_aami/scratch-bigru",)
+    assert [(s.name, s.branch) for s in mi.sources] == [("ecgtune-aami_beats-mitdb-random_beats-scratch-bigru", None)]
     # Alone, the transfer space starts from champions trained by an earlier search.
     alone = build_plan([load_space("mi_transfer")])
-    assert all(u.depends_on is None for u in alone)
+    assert all(u.depends_on == () for u in alone)
     assert set(external_sources(alone)) == {f"ecgtune-aami_beats-mitdb-random_beats-scratch-{m}"
                                             for m in ("cnet", "seq2seq", "bilstm", "bigru")}
 
@@ -56,5 +56,5 @@ def test_two_spaces_training_the_same_registered_model_are_refused():
 def test_smoke_units_depend_on_smoke_units():
     spaces = shape_search(load_search(["all_pairs"])[0], smoke_test=True)
     plan = build_plan(spaces)
-    assert all(u.source.endswith("-smoke") for u in plan if u.source)
-    assert all(u.depends_on for u in plan if u.source)
+    assert all(s.name.endswith("-smoke") for u in plan for s in u.sources)
+    assert all(len(u.depends_on) == len(u.sources) for u in plan)

@@ -82,42 +82,45 @@ def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(regis
     the source name is the transfer section's task, dataset, split and stage, with the unit's model."""
     from ecgtune.spaces import load_space
     from ecgtune.training.checkpoint import save_state
-    from ecgtune.tuning.plan import source_name
-    from ecgtune.tuning.search import pretrained_weights
+    from ecgtune.tuning.plan import sources_of
+    from ecgtune.tuning.search import pretrained_start
 
     client, exp = registry
     space = load_space("mi_transfer")
-    name, dataset = source_name(space, "cnet")
-    assert (name, dataset) == ("ecgtune-aami_beats-mitdb-random_beats-scratch-cnet", "mitdb")
+    (source,) = sources_of(space, "cnet")
+    name = source.name
+    assert (name, source.dataset, source.branch) == ("ecgtune-aami_beats-mitdb-random_beats-scratch-cnet", "mitdb", None)
     model = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=5).eval()
     run = client.create_run(exp)
     (tmp_path / "ckpt").mkdir()
-    save_state(tmp_path / "ckpt", {"model_state": model.state_dict()})
+    save_state(tmp_path / "ckpt", {"model_state": model.state_dict(), "model_spec": {"name": "cnet"}})
     client.log_artifacts(run.info.run_id, str(tmp_path / "ckpt"), "checkpoint")
     promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example={"signal": torch.zeros(2, 1, 187).numpy()},
                       metric="val_f1_macro", value=0.9, mode="max", tags={"data_key": "mitdb-beats"})
-    weights = pretrained_weights(client, space, "cnet", data_key="ptbxl-beats")
-    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    start = pretrained_start(client, space, source, data_key="ptbxl-beats")
+    assert all(torch.equal(start["model_state"][k], v) for k, v in model.state_dict().items())
+    assert start["model_spec"] == {"name": "cnet"}
     with pytest.raises(Exception, match="seq2seq.*run the search that trains it first"):
-        pretrained_weights(client, space, "seq2seq", data_key="ptbxl-beats")
+        pretrained_start(client, space, sources_of(space, "seq2seq")[0], data_key="ptbxl-beats")
 
 
 def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
     """A champion pre-trained on another split or preprocessing may have seen a patient's test windows."""
     from ecgtune.errors import EcgtuneError
     from ecgtune.spaces import load_space
-    from ecgtune.tuning.plan import source_name
-    from ecgtune.tuning.search import pretrained_weights
+    from ecgtune.tuning.plan import sources_of
+    from ecgtune.tuning.search import pretrained_start
 
     client, exp = registry
     space = load_space("finetune_patients")
-    name = source_name(space, "cnn1d_residual")[0]
+    (source,) = sources_of(space, "cnn1d_residual")
+    name = source.name
     run = client.create_run(exp)
     model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
     promotion.promote(client, name=name, run_id=run.info.run_id, model=model, example={"signal": torch.zeros(2, 1, 128).numpy()},
                       metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
     with pytest.raises(EcgtuneError, match="leak"):
-        pretrained_weights(client, space, "cnn1d_residual", data_key="per-patient-data")
+        pretrained_start(client, space, source, data_key="per-patient-data")
 
 
 def test_a_unit_finalised_again_reuses_the_version_it_registered(registry):

@@ -19,6 +19,9 @@ EXPECTED = {  # space -> (trials, units) of its smoke version
     "dualnet_cinc2017-smoke": (2 * 2, 2),
     "ribeiro_ptbxl_superdiagnostic-smoke": (2, 1),
     "ribeiro_ptbxl_binary-smoke": (2 + 2 * 6, 2),
+    "signal_ptbxl-smoke": (2 * 3, 3),
+    "image_ptbxl-smoke": (2 * 4, 4),
+    "fusion_ptbxl-smoke": (3, 3),
 }
 
 
@@ -55,14 +58,14 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
         versions = client.search_model_versions(f"name='{source}'")
         assert len(versions) == 1
         runs = [r for r in trials["mi_transfer-smoke"] if r.data.tags["ecgtune.model"] == model]
-        assert all(r.data.params["init_weights"].endswith(f"starting_weights/{source}.pt") for r in runs)
+        assert all(r.data.params["init_weights.model"].endswith(f"starting_weights/{source}.pt") for r in runs)
         assert all(r.info.start_time >= versions[0].creation_timestamp for r in runs)
     # Fine-tuning per patient started from this search's pre-training.
     pretrain = client.search_model_versions(
         "name='ecgtune-abnormal_windows-mitdb-per_patient-pretrain-cnn1d_residual-smoke'")[0]
     finetune = [r for r in trials["finetune_patients-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
     assert len(finetune) == 36 and all(r.info.start_time >= pretrain.creation_timestamp for r in finetune)
-    assert len({r.data.params["init_weights"] for r in finetune}) == 1
+    assert len({r.data.params["init_weights.model"] for r in finetune}) == 1
     # Every trial run says which node trained it and that it had no GPU (this machine has none).
     every = [r for runs in trials.values() for r in runs]
     assert all(r.data.tags.get("ray.node_id") and r.data.tags.get("ray.gpu_ids") == "none" for r in every)
@@ -77,3 +80,15 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     source = client.search_model_versions("name='ecgtune-ptbxl_superdiag-ptbxl-folds-pretrain-ribeiro_resnet-smoke'")[0]
     transferred = [r for r in trials["ribeiro_ptbxl_binary-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
     assert len(transferred) == 12 and all(r.info.start_time >= source.creation_timestamp for r in transferred)
+    # Seed 000: each fusion model started from both branch champions this search registered, after both were.
+    branches = {b: client.search_model_versions(f"name='ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-{m}-smoke'")
+                for b, m in (("signal", "gru1d"), ("image", "alexnet2d"))}
+    assert all(len(v) == 1 for v in branches.values())
+    fusion = trials["fusion_ptbxl-smoke"]
+    assert {r.data.tags["ecgtune.model"] for r in fusion} == {"fusion_early", "fusion_late", "fusion_joint"}
+    for r in fusion:
+        for branch, (version,) in branches.items():
+            assert r.data.params[f"init_weights.{branch}"].endswith(f"starting_weights/{version.name}.pt")
+            assert r.info.start_time >= version.creation_timestamp
+    images = [r for r in trials["image_ptbxl-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]
+    assert len(images) == 4 and all("val_auroc_macro" in r.data.metrics for r in images)

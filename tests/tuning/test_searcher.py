@@ -36,7 +36,7 @@ def test_every_ready_unit_hands_out_trials_at_once_and_a_dependant_waits():
     space = load_space("finetune_patients").with_patients(["100", "208"]).shrunk(patients_given=True)
     plan = build_plan([space])
     weights = {}
-    searcher = make_searcher(plan, ready=lambda u: None if u.source and u.source not in weights else {"init_weights": weights.get(u.source)})
+    searcher = make_searcher(plan, ready=lambda u: None if any(s.name not in weights for s in u.sources) else {"init_weights": {"model": weights[s.name] for s in u.sources} or None})
     configs, last = drain(searcher)
     units = [c["unit"] for c in configs.values()]
     # The pre-training and both patients' scratch grids are in flight together; fine-tuning waits.
@@ -48,7 +48,7 @@ def test_every_ready_unit_hands_out_trials_at_once_and_a_dependant_waits():
     more, last = drain(searcher, prefix="u")
     assert {c["unit"] for c in more.values()} == {
         "finetune_patients-smoke/finetune-cnn1d_residual-100", "finetune_patients-smoke/finetune-cnn1d_residual-208"}
-    assert all(c["init_weights"] == "/storage/starting_weights/pretrain.pt" for c in more.values())
+    assert all(c["init_weights"] == {"model": "/storage/starting_weights/pretrain.pt"} for c in more.values())
     assert last == Searcher.FINISHED
     # A grid unit's configurations are its whole grid, each once, numbered for selection.
     grid = [c["train"] for c in more.values() if c["unit"].endswith("-100")]
@@ -161,6 +161,22 @@ def test_all_pairs_smoke_plan_is_one_search_of_every_unit():
     for u in plan:
         trials[u.space.name] = trials.get(u.space.name, 0) + u.planned_trials
     # finetune_patients 73, heartbeat 8, MI scratch and transfer 8 each, DualNet 4, Ribeiro: the five-label
-    # superdiagnostic scratch unit 2 and the binary study 14 (scratch, then six freeze_blocks values).
+    # superdiagnostic scratch unit 2 and the binary study 14 (scratch, then six freeze_blocks values); seed
+    # 000: three signal and four image networks 2 each, the three fusion models one configuration each.
     assert trials == {"finetune_patients": 73, "heartbeat_aami": 8, "mi_scratch": 8, "mi_transfer": 8,
-                      "dualnet_cinc2017": 4, "ribeiro_ptbxl_superdiagnostic": 2, "ribeiro_ptbxl_binary": 14}
+                      "dualnet_cinc2017": 4, "ribeiro_ptbxl_superdiagnostic": 2, "ribeiro_ptbxl_binary": 14,
+                      "signal_ptbxl": 6, "image_ptbxl": 8, "fusion_ptbxl": 3}
+
+
+def test_a_fusion_unit_is_ready_once_both_branch_champions_are_written():
+    from ecgtune.tuning.finalize import Readiness
+
+    plan = {u.key: u for u in build_plan(load_search(["image_encodings"])[0])}
+    fusion = plan["fusion_ptbxl/finetune-fusion_late"]
+    readiness = Readiness({})
+    assert readiness.starting_point(plan["signal_ptbxl/scratch-gru1d"]) == {"init_weights": None}
+    assert readiness.starting_point(fusion) is None
+    readiness.provide("ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-gru1d", "/s/gru.pt")
+    assert readiness.starting_point(fusion) is None  # the image champion is still missing
+    readiness.provide("ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-alexnet2d", "/s/alexnet.pt")
+    assert readiness.starting_point(fusion) == {"init_weights": {"signal": "/s/gru.pt", "image": "/s/alexnet.pt"}}
