@@ -63,8 +63,8 @@ def main() -> None:
             figures = pooled(kept["logits"], kept["y"], thresholds)
             spread = record_bootstrap(lambda i: pooled(kept["logits"][i], kept["y"][i], thresholds), kept["records"])
             m = run.data.metrics
-            print(f"\n{space} {run.data.tags['ecgtune.model']} (run {run.info.run_id[:8]}, best epoch "
-                  f"{int(m.get('epoch', 0))} of the selected trial, val AUROC {m.get('best_metric', float('nan')):.4f})")
+            print(f"\n{space} {run.data.tags['ecgtune.model']} (run {run.info.run_id[:8]}, trained "
+                  f"{int(m.get('epoch', 0))} epochs, best val AUROC {m.get('best_metric', float('nan')):.4f})")
             print("  label  threshold   TP  FN  FP   TN  sensitivity  specificity")
             for r in rows:
                 se = f"{r['TP'] / (r['TP'] + r['FN']):11.4f}" if r["TP"] + r["FN"] else f"{'-':>11}"
