@@ -51,8 +51,10 @@ def write_weights(location: str, model_state: dict, spec: dict) -> None:
 
 
 def read_weights(location: str) -> dict:
-    """{"model_state": ..., "model_spec": ...} as `write_weights` left them (tensors and plain types only)."""
-    return torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
+    """{"model_state": ..., "model_spec": ...} as `write_weights` left them (tensors and plain types only).
+    Weights written by an earlier ecgtune (a search resumed across an upgrade) are the state alone."""
+    loaded = torch.load(io.BytesIO(read_bytes(location)), map_location="cpu", weights_only=True)
+    return loaded if "model_state" in loaded else {"model_state": loaded, "model_spec": None}
 
 
 def model_from_checkpoint_dir(directory: str | os.PathLike):

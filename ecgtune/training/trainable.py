@@ -107,6 +107,8 @@ def starting_model(spec: dict, init_weights: dict | None, *, replace_head: bool 
     """
     from ecgtune.training.checkpoint import read_weights
 
+    if isinstance(init_weights, str):  # a trial of a search started by an earlier ecgtune, resumed
+        init_weights = {WHOLE_MODEL: init_weights}
     starts = {where: read_weights(location) for where, location in (init_weights or {}).items()}
     branches = {where: start["model_spec"] for where, start in starts.items() if where != WHOLE_MODEL}
     if branches:

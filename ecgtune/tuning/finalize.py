@@ -20,13 +20,13 @@ from ray.tune import Callback
 
 from ecgtune.data import split_has_test
 from ecgtune.errors import EcgtuneError
+from ecgtune.models.transfer import WHOLE_MODEL
 from ecgtune.paths import join_storage
 from ecgtune.spaces import Domain
 from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
-from ecgtune.models.transfer import WHOLE_MODEL
 from ecgtune.tuning.plan import Unit
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
@@ -209,10 +209,12 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
 
     headline = [f"test_{m}{ci}" for m in ("balanced_accuracy", "f1_macro", "precision_macro", "recall_macro",
                                              "auroc_macro", measure) for ci in ("", "_ci_low", "_ci_high")]
+    model_inputs = list(evaluation.state["model_spec"]["inputs"])  # what the model takes of the examples
     promoted = promotion.promote(
         mlf,
         name=unit.registered_name,
-        run_id=run_id, model=evaluation.model, example=example_batch(data.examples.with_inputs(list(evaluation.state["model_spec"]["inputs"]))), metric=space.metric,
+        run_id=run_id, model=evaluation.model, example=example_batch(data.examples.with_inputs(model_inputs)),
+        metric=space.metric,
         value=evaluation.state["best"], mode=space.mode,
         tags={
             "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,

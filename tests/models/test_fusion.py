@@ -3,6 +3,8 @@ frozen (early, late) or trained (joint), and rebuilt from the spec a checkpoint 
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
@@ -82,3 +84,17 @@ def test_a_whole_model_start_replaces_the_head_only_when_asked(tmp_path):
     fresh, _ = starting_model(spec, {WHOLE_MODEL: location}, replace_head=True)
     heads = [k for k in source.state_dict() if k.startswith("head.") and k.endswith("weight")]
     assert heads and not all(torch.equal(fresh.state_dict()[k], source.state_dict()[k]) for k in heads)
+
+
+def test_a_search_resumed_across_the_upgrade_reads_its_old_starting_weights(tmp_path):
+    """Before fusion models, starting weights were the state alone and init_weights one location."""
+    from ecgtune.paths import write_bytes
+
+    spec = dict(SIGNAL_SPEC)
+    source = build_model(spec)
+    location = str(tmp_path / "old.pt")
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    write_bytes(location, buffer.getvalue())
+    model, _ = starting_model(spec, location)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())
