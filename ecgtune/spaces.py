@@ -47,6 +47,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "freeze_blocks": 0,  # finetune only: keep the model's first k feature blocks (Ribeiro: stem, units) as they are
     "smote": False,  # oversample the training split's minority classes with SMOTE (never val or test)
     "class_weights": "none",  # none | balanced (inverse training frequency) | [a weight per class, label order]
+    "focal_gamma": 0.0,  # 0 = the plain loss; > 0 the focal loss (Lin et al. 2017; 2 is theirs)
     "augment": 0.0,  # probability of each augmentation on a training batch; 0 = none (ECG-DualNet: 0.2)
     "augmentations": list(AUGMENTATIONS),  # which ones (ecgtune.transforms.augment)
     "seed": 0,
@@ -390,6 +391,9 @@ def _check_training_values(params: dict, where: str, section: str) -> None:
     for value in domain_values(params.get("augmentations", list(AUGMENTATIONS))):
         if not isinstance(value, list) or not set(value) <= set(AUGMENTATIONS):
             raise _fail(where, f"{section}.augmentations", f"a list of some of {list(AUGMENTATIONS)}", value)
+    for value in domain_values(params.get("focal_gamma", 0.0)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 10:
+            raise _fail(where, f"{section}.focal_gamma", "a number from 0 (plain loss) to 10", value)
 
 
 TOP_KEYS = {

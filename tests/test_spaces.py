@@ -194,7 +194,8 @@ def test_options_apply_to_every_space_of_a_search_where_they_fit():
     spaces, _ = load_search(["all_pairs"])
     shaped = shape_search(spaces, patients=["105"], models=["cnet", "cnn1d_residual"], smoke_test=True)
     by_name = {s.name: s for s in shaped}
-    assert set(by_name) == {"finetune_patients", "heartbeat_aami", "mi_scratch", "mi_transfer"}  # no cnet in dualnet_*
+    assert set(by_name) == {"finetune_patients", "heartbeat_aami", "mi_scratch", "mi_transfer",
+                            "heartbeat_interpatient"}  # no cnet in dualnet_*
     assert by_name["finetune_patients"].patients == ("105",)  # the only per-patient space
     assert [m.name for m in by_name["mi_transfer"].models] == ["cnet"]
     assert all(s.smoke_test for s in shaped)

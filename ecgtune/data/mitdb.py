@@ -15,6 +15,7 @@ from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import SIGNAL, Examples
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
+from ecgtune.transforms import rhythm
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
 FORMAT_VERSION = 1
@@ -42,15 +43,16 @@ AAMI_WINDOW_PRIORITY = ("V", "S", "F", "Q", "N")
 _COMMON_DEFAULTS: dict[str, Any] = {"bandpass": (0.4, 30.0), "lead": "MLII", "max_per_record": None}
 _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "windows": {"labels": "binary", "window_seconds": 1.0, "target_length": 128},
-    "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360},
+    "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360, "rhythm": False},
     # Kachuee et al. 2018 (ecgtune/data/kachuee.py): unfiltered, 125 Hz, 187-sample beats.
     "kachuee": {
         "labels": "aami", "bandpass": None, "target_rate": kachuee.KACHUEE_RATE,
         "window_seconds": kachuee.KACHUEE_WINDOW_SECONDS, "rr_factor": kachuee.KACHUEE_RR_FACTOR,
         "target_length": kachuee.KACHUEE_LENGTH, "rpeaks": "reference", "threshold": kachuee.KACHUEE_THRESHOLD,
-        "match_tolerance": 0.15,
+        "match_tolerance": 0.15, "rhythm": False,
     },
 }
+RHYTHM = "rhythm"  # the input of R-R features beside the beat (ecgtune.transforms.rhythm), with rhythm: true
 _RPEAK_SOURCES = ("reference", "detector")
 _LABEL_SETS = ("binary", "aami")
 _CAP_SEED = 0  # max_per_record draws with a fixed seed so the smoke-test subset never changes
@@ -235,6 +237,8 @@ class MitBih:
         if not isinstance(p["lead"], str) or not p["lead"]:
             raise EcgtuneError(f"{self.name}: lead must be a signal name such as 'MLII', got {p['lead']!r}")
         _check_positive_int(p, "max_per_record", allow_none=True)
+        if not isinstance(p.get("rhythm", False), bool):
+            raise EcgtuneError(f"{self.name}: rhythm must be true or false, got {p['rhythm']!r}")
         if mode == "windows":
             _check_positive_number(p, "window_seconds")
             _check_positive_int(p, "target_length")
@@ -281,7 +285,8 @@ class MitBih:
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
         parts = [self._prepare_record(record, p) for record in p["records"]]
         length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
-        return Examples.concatenate(parts, label_names=label_names, empty_inputs={SIGNAL: (1, length)})
+        empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {})}
+        return Examples.concatenate(parts, label_names=label_names, empty_inputs=empty)
 
     def _prepare_record(self, record: str, p: dict[str, Any]) -> Examples:
         signal, fs, samples, symbols = self._read(record, p["lead"])
@@ -310,13 +315,16 @@ class MitBih:
             x, on_record = segment.cut_beats(signal, centers, before, after)
             codes, positions = codes[is_beat][on_record], samples[is_beat][on_record]
         y = _codes_to_classes(codes, p["labels"])
+        inputs = {SIGNAL: x[:, None, :]}
+        if p.get("rhythm"):  # from the record's whole train of R-peaks, before any cap draws beats from it
+            inputs[RHYTHM] = beat_rhythm(positions, fs)
         if p["max_per_record"] is not None:
             rng = np.random.default_rng([_CAP_SEED, zlib.crc32(record.encode())])
             chosen = segment.cap_per_class(y, p["max_per_record"], rng)
-            x, y, positions = x[chosen], y[chosen], positions[chosen]
+            inputs, y, positions = {k: v[chosen] for k, v in inputs.items()}, y[chosen], positions[chosen]
         n = len(y)
         return Examples(
-            inputs={SIGNAL: x[:, None, :]},
+            inputs=inputs,
             y=y,
             records=np.full(n, record),
             patients=np.full(n, self.patient_of(record)),
@@ -451,6 +459,13 @@ def _kachuee_record(signal: np.ndarray, fs: int, samples: np.ndarray, codes: np.
     matched = kachuee.match_peaks(peaks, reference, int(round(p["match_tolerance"] * rate)))
     keep = matched >= 0
     return x[keep], beat_codes[matched[keep]], np.round(peaks[keep] * (fs / rate)).astype(np.int64)
+
+
+def beat_rhythm(positions: np.ndarray, fs: int) -> np.ndarray:
+    """The R-R features (ecgtune.transforms.rhythm) of beats at these R-peaks, in their order: computed on
+    the distinct peaks in time order (two beats on one sample share their features)."""
+    peaks, which = np.unique(positions, return_inverse=True)
+    return rhythm.rr_features(peaks, fs)[which]
 
 
 def _beat_length(p: dict[str, Any]) -> int:

@@ -11,16 +11,36 @@ import torch.nn.functional as F
 from ecgtune.training.metrics import classification_metrics
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None,
+            focal_gamma: float = 0.0) -> torch.Tensor:
     """BCE on a single logit (binary) or on every label (multi-label, y (batch, labels)), cross-entropy
     otherwise. ``class_weights``: one per class, weighing each example's loss by its true class (for a
-    single logit: class 0 and class 1); multi-label: the weight of each label's positives."""
+    single logit: class 0 and class 1); multi-label: the weight of each label's positives. ``focal_gamma``
+    > 0: the focal loss of Lin et al. (2017), each example's loss times (1 - p_true)^gamma, so that the
+    many easy examples of a majority class weigh less than the few hard ones."""
+    if focal_gamma > 0:
+        return focal_loss(logits, y, class_weights, focal_gamma)
     if y.ndim == 2:
         return F.binary_cross_entropy_with_logits(logits, y, pos_weight=class_weights)
     if logits.shape[1] == 1:
         weight = None if class_weights is None else class_weights[y.long()]
         return F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), weight=weight)
     return F.cross_entropy(logits, y, weight=class_weights)
+
+
+def focal_loss(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None, gamma: float) -> torch.Tensor:
+    """The focal loss in the three settings of `loss_fn`, weighted means as theirs."""
+    if y.ndim == 2 or logits.shape[1] == 1:
+        target = y.float() if y.ndim == 2 else y.float()[:, None]
+        plain = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        if y.ndim == 2:
+            weighted = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=class_weights)
+            return ((1 - torch.exp(-plain)) ** gamma * weighted).mean()
+        weight = torch.ones_like(target) if class_weights is None else class_weights[y.long()][:, None]
+        return ((1 - torch.exp(-plain)) ** gamma * plain * weight).sum() / weight.sum()
+    log_p = F.log_softmax(logits, dim=1).gather(1, y[:, None])[:, 0]
+    weight = torch.ones_like(log_p) if class_weights is None else class_weights[y]
+    return -(weight * (1 - log_p.exp()) ** gamma * log_p).sum() / weight.sum()
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -38,7 +58,7 @@ def autocast(device: torch.device):
 
 
 def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None,
-              scheduler_per_batch=None, class_weights=None, transform=None, thresholds=None):
+              scheduler_per_batch=None, class_weights=None, transform=None, thresholds=None, focal_gamma=0.0):
     """One pass over ``split``: trains when ``stage == "train"``, else scores it (val and test alike, through
     ``predict``). ``transform(inputs) -> inputs`` changes training batches only (augmentation).
     Returns the metrics, prefixed by stage."""
@@ -53,7 +73,7 @@ def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scal
         if transform is not None:
             xb = transform(xb)
         with autocast(split.device):
-            loss = loss_fn(model(*xb.values()).float(), yb, class_weights)
+            loss = loss_fn(model(*xb.values()).float(), yb, class_weights, focal_gamma)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -198,6 +198,7 @@ def train_fn(config: dict, datasets=None) -> None:
         metrics = run_epoch(
             model, train, "train", batch_size=cfg["batch_size"], optimizer=optimizer, scaler=scaler,
             order=order, scheduler_per_batch=scheduler if per_batch else None, class_weights=weights, transform=augment,
+            focal_gamma=cfg["focal_gamma"],
         )
         metrics.update(run_epoch(model, val, "val", batch_size=max(cfg["batch_size"], 256)))
         if scheduler is not None and not per_batch:

@@ -18,14 +18,15 @@ Layout = tuple[Callable[[dict], torch.Tensor], Callable[[torch.Tensor, dict], di
 
 
 def _signal_layout() -> Layout:
-    """One input, ``signal`` (batch, leads, samples): its first lead is the signal (one-lead datasets)."""
+    """``signal`` (batch, leads, samples): its first lead is the signal (one-lead datasets); other inputs
+    (a beat's R-R features) do not change with the beat's shape and are kept as they are."""
 
     def take(inputs: dict) -> torch.Tensor:
         if inputs["signal"].shape[1] != 1:
             raise EcgtuneError("augmentations change one-lead signals; these examples have several leads")
         return inputs["signal"][:, 0]
 
-    return take, lambda signal, inputs: {"signal": signal[:, None, : inputs["signal"].shape[-1]]}
+    return take, lambda signal, inputs: {**inputs, "signal": signal[:, None, : inputs["signal"].shape[-1]]}
 
 
 def _dualnet_layout() -> Layout:

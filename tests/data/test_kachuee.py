@@ -113,3 +113,21 @@ def test_mitdb_kachuee_parameters_are_checked_and_keyed(fake_root):
     assert ds.prepared_key(mode="kachuee", records=["100"]) == ds.prepared_key(
         mode="kachuee", records=[100], target_length=187
     )
+
+
+def test_mitdb_beats_carry_their_rr_features_as_a_second_input(fake_root, standard_annotations):
+    """Kachuee beats with rhythm: true: the features of each beat from the record's R-peaks, computed before
+    max_per_record draws beats; a model taking the beat alone is given the beat alone."""
+    from ecgtune.transforms.rhythm import FEATURES, rr_features
+
+    ds = get_dataset("mitdb", root=fake_root)
+    ex = ds.prepare(mode="kachuee", records=["100"], rhythm=True)
+    assert list(ex.inputs) == ["signal", "rhythm"] and ex.inputs["rhythm"].shape == (len(ex), len(FEATURES))
+    np.testing.assert_allclose(ex.inputs["rhythm"], rr_features(ex.positions, 360.0))
+    plain = ds.prepare(mode="kachuee", records=["100"])
+    np.testing.assert_array_equal(ex.with_inputs(["signal"]).inputs["signal"], plain.inputs["signal"])
+    capped = ds.prepare(mode="kachuee", records=["100"], rhythm=True, max_per_record=2)
+    full = dict(zip(ex.positions.tolist(), ex.inputs["rhythm"]))
+    for position, row in zip(capped.positions.tolist(), capped.inputs["rhythm"]):
+        np.testing.assert_array_equal(row, full[position])  # the same features as without the cap
+    assert ds.prepared_key(mode="kachuee", records=["100"], rhythm=True) != ds.prepared_key(mode="kachuee", records=["100"])
