@@ -55,7 +55,8 @@ def format_summary(summaries, metric: str) -> str:
     lines = []
     measure = metric[len("val_"):]  # the same measure on test
     for stage in dict.fromkeys(s.stage for s in summaries):
-        rows = [s for s in summaries if s.stage == stage]
+        rows = [s for s in summaries if s.stage == stage and not s.skipped]
+        skipped = [s for s in summaries if s.stage == stage and s.skipped]
         lines += [
             f"\n{stage}",
             f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test ' + measure + ' [95% CI]':>30}  {'test macro F1':>13}  "
@@ -66,6 +67,8 @@ def format_summary(summaries, metric: str) -> str:
                 f"{s.model:>14}  {s.patient or 'all':>8}  {_fmt(s.val_metric):>22}  "
                 f"{with_interval(s.test, measure):>30}  {_fmt(_test(s, 'f1_macro')):>13}  {_config(s.config)}"
             )
+        for s in skipped:
+            lines.append(f"{s.model:>14}  {s.patient or 'all':>8}  skipped: {s.skipped}")
         if len(rows) > 1:
             lines.append(
                 f"{'mean':>14}  {'':>8}  {_fmt(_mean(r.val_metric for r in rows)):>22}  "

@@ -261,16 +261,26 @@ class SearchSpace:
             )
         return dataclasses.replace(self, models=tuple(known[n] for n in names))
 
+    @property
+    def samples_configurations(self) -> bool:
+        """Whether a stage samples its configurations (random or Optuna) rather than running a grid."""
+        return any(s.search.algorithm != "grid" for s in self.stages)
+
     def with_budget(self, *, epochs: int | None = None, num_samples: int | None = None) -> "SearchSpace":
-        """The same space with every stage capped at ``epochs`` and sampling ``num_samples`` configurations
-        (the --epochs / --num-samples options: a smaller budget on a small machine). A grid is kept whole."""
+        """The same space with every stage capped at ``epochs`` and every sampled (random, Optuna) stage
+        trying ``num_samples`` configurations (the --epochs / --num-samples options: a smaller budget on a
+        small machine). A grid is kept whole and run once: repeats of it would be identical copies."""
         for flag, value in (("--epochs", epochs), ("--num-samples", num_samples)):
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise EcgtuneError(f"{flag}: expected a positive integer, got {value!r}")
+        if num_samples is not None and not self.samples_configurations:
+            raise EcgtuneError(f"--num-samples: every stage of {self.name} is a grid, which runs each combination "
+                               f"once (more samples would repeat it with the same seed); leave --num-samples out")
         stages = []
         for s in self.stages:
             params = dict(s.params, epochs=min(max_epochs(s.params), epochs)) if epochs is not None else s.params
-            search = dataclasses.replace(s.search, num_samples=num_samples) if num_samples is not None else s.search
+            sampled = num_samples is not None and s.search.algorithm != "grid"
+            search = dataclasses.replace(s.search, num_samples=num_samples) if sampled else s.search
             if epochs is not None:
                 search = dataclasses.replace(search, grace_period=min(search.grace_period, epochs))
             stages.append(dataclasses.replace(s, params=params, search=search))
@@ -331,6 +341,10 @@ def _parse_search(raw: Any, where: str, section: str, base: SearchSpec) -> Searc
             continue  # derived from num_samples and the algorithm
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(where, f"{section}.{key}", "a positive integer", value)
+    if spec.algorithm == "grid" and spec.num_samples != 1:
+        # Tune would run every combination num_samples times with the same seed: identical copies.
+        raise _fail(where, f"{section}.num_samples", "1 for a grid (it runs each combination once; use algorithm "
+                    "random or optuna to sample configurations)", spec.num_samples)
     return spec
 
 
@@ -702,7 +716,12 @@ def shape_search(spaces: list[SearchSpace], *, patients: list[str] | None = None
             spaces = [s.with_models([m for m in models if m in {x.name for x in s.models}])
                       for s in spaces if any(x.name in models for x in s.models)]
     if epochs is not None or num_samples is not None:
-        spaces = [s.with_budget(epochs=epochs, num_samples=num_samples) for s in spaces]
+        if num_samples is not None and len(spaces) > 1 and any(s.samples_configurations for s in spaces):
+            # Several spaces: the samples go to the sampled ones; the grids run once, as written.
+            spaces = [s.with_budget(epochs=epochs, num_samples=num_samples if s.samples_configurations else None)
+                      for s in spaces]
+        else:
+            spaces = [s.with_budget(epochs=epochs, num_samples=num_samples) for s in spaces]
     if smoke_test:
         spaces = [s.shrunk(patients_given=patients is not None) for s in spaces]
     return spaces

@@ -162,6 +162,24 @@ def test_budget_option_caps_epochs_and_samples_but_keeps_a_grid():
         load_space("quickstart").with_budget(epochs=0)
 
 
+def test_num_samples_never_repeats_a_grid(tmp_path):
+    """A grid run N times repeats every combination with the same seed (identical copies): refused in a
+    space file and from --num-samples; in a search of several spaces the samples go to the sampled ones."""
+    with pytest.raises(EcgtuneError, match="every stage of individuals_patients is a grid.*leave --num-samples out"):
+        load_space("individuals_patients").with_budget(num_samples=3)
+    with pytest.raises(EcgtuneError, match="every stage of individuals_patients is a grid"):
+        shape_search([load_space("individuals_patients")], num_samples=3)
+    mixed = {s.name: s for s in shape_search(load_search(["all_pairs"])[0], num_samples=3)}
+    assert mixed["heartbeat_aami"].stages[0].search.num_samples == 3
+    finetune = mixed["finetune_patients"]
+    assert all(st.search.num_samples == 1 for st in finetune.stages)  # its grids run once
+    bad = tmp_path / "grid_twice.yaml"
+    source = (spaces_dir() / "individuals_patients.yaml").read_text()
+    bad.write_text(source.replace("search: {algorithm: grid}", "search: {algorithm: grid, num_samples: 2}"))
+    with pytest.raises(EcgtuneError, match="grid_twice.yaml.*num_samples.*1 for a grid"):
+        load_search([str(bad)])
+
+
 def model_dataset_pairs(space) -> set[tuple[str, str, str]]:
     """(model, dataset, how the dataset is cut into examples): what a space trains."""
     cut = space.preprocessing.get("mode") or space.preprocessing.get("task") or ""

@@ -19,7 +19,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -190,29 +190,74 @@ def prepared_path(prefix: str, params: dict[str, Any]) -> Path:
     return paths.cache_dir() / f"{prefix}-{params_key(params)}.npz"
 
 
+def files_fingerprint(files: Iterable[str | os.PathLike]) -> str:
+    """A digest of each file's path, size and modification time (or "missing"): it changes when a raw file
+    is replaced, edited or removed, at the cost of a stat per file (hashing the contents of PTB-XL's
+    gigabytes at every preparation would cost more than the preparation)."""
+    digest = hashlib.sha256()
+    for f in sorted(str(f) for f in files):
+        try:
+            st = os.stat(f)
+            digest.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{f}\tmissing\n".encode())
+    return digest.hexdigest()
+
+
+def folder_files(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder`` (none if it does not exist)."""
+    root = Path(folder)
+    return [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+
+
 def get_or_build(
-    prefix: str, params: dict[str, Any], build: Callable[[], dict[str, np.ndarray]]
+    prefix: str, params: dict[str, Any], build: Callable[[], dict[str, np.ndarray]],
+    sources: Callable[[], Iterable[str | os.PathLike]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Load the arrays cached for `params`, or build, cache and return them.
 
     The cache holds `<prefix>-<hash>.npz` and, beside it, `<prefix>-<hash>.json` with the
-    parameters (for people looking at the folder). Building runs under a lock so that
-    trials starting together build once; the others wait and then read the file.
+    parameters (for people looking at the folder) and `<prefix>-<hash>.sources` with the fingerprint
+    of the raw files the arrays were built from. Building runs under a lock so that trials starting
+    together build once; the others wait and then read the file.
 
     Args:
         prefix: File-name prefix, e.g. "mitdb-windows".
         params: Everything that determines the arrays (JSON-serialisable); hashed into the name.
         build: Computes the arrays on a cache miss.
+        sources: The raw files the arrays are built from: a cache built from other files (another data
+            folder, a record replaced or edited since) is stale and built again; where none of them
+            exists any more, the cache is served as it is.
     """
     path = prepared_path(prefix, params)
-    if path.exists() and (arrays := _read_npz(path)) is not None:
+    stamp = path.with_suffix(".sources")
+
+    def fresh() -> dict[str, np.ndarray] | None:
+        if not path.exists():
+            return None
+        files = list(sources()) if sources is not None else []
+        # Raw files gone (deleted to save space, or a machine holding only the cache): nothing the cache
+        # could be stale against, so it is served.
+        if any(os.path.exists(f) for f in files):
+            try:
+                if stamp.read_text().strip() != files_fingerprint(files):
+                    return None
+            except OSError:  # no fingerprint: built before it existed, or interrupted before it was written
+                return None
+        return _read_npz(path)
+
+    if (arrays := fresh()) is not None:
         return arrays
     with file_lock(path.stem):
         # Another process may have built it while we waited for the lock.
-        if path.exists() and (arrays := _read_npz(path)) is not None:
+        if (arrays := fresh()) is not None:
             return arrays
         arrays = build()
         text = json.dumps(params, sort_keys=True, indent=2) + "\n"
         _atomic_write(path.with_suffix(".json"), lambda f: f.write(text.encode()))
         _atomic_write(path, lambda f: np.savez(f, **arrays))
+        if sources is not None:  # after the arrays: a crash in between leaves no fingerprint, so a rebuild
+            # The files as the build found them (it may have downloaded some).
+            fingerprint = files_fingerprint(sources())
+            _atomic_write(stamp, lambda f: f.write(fingerprint.encode()))
     return arrays

@@ -122,7 +122,8 @@ class Cinc2017:
         """
         resolved = self._resolve(mode, params)
         arrays = cache.get_or_build(
-            f"{self.name}-{mode}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays()
+            f"{self.name}-{mode}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays(),
+            sources=lambda: cache.folder_files(self.folder),
         )
         return Examples.from_arrays(arrays)
 

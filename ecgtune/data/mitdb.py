@@ -10,12 +10,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, kachuee, segment
+from ecgtune.data import cache, kachuee, segment, signal_files
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import SIGNAL, Examples
+from ecgtune.data.examples import FIXED, SIGNAL, Examples
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
-from ecgtune.transforms import rhythm
+from ecgtune.transforms import beat_context, rhythm
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
 FORMAT_VERSION = 1
@@ -40,21 +40,25 @@ AAMI_MAP = {
 # outrank fusion, fusion outranks unclassifiable, and N labels only an all-normal window.
 AAMI_WINDOW_PRIORITY = ("V", "S", "F", "Q", "N")
 
+# Beat modes only: the R-R features, the beats around each beat, the patient's amplitude scale.
+_BEAT_CONTEXT_DEFAULTS: dict[str, Any] = {"rhythm": False, "neighbours": 0, "patient_normalise": False}
 _COMMON_DEFAULTS: dict[str, Any] = {"bandpass": (0.4, 30.0), "lead": "MLII", "max_per_record": None}
 _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "windows": {"labels": "binary", "window_seconds": 1.0, "target_length": 128},
-    "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360, "rhythm": False},
+    "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360, **_BEAT_CONTEXT_DEFAULTS},
     # Kachuee et al. 2018 (ecgtune/data/kachuee.py): unfiltered, 125 Hz, 187-sample beats.
     "kachuee": {
         "labels": "aami", "bandpass": None, "target_rate": kachuee.KACHUEE_RATE,
         "window_seconds": kachuee.KACHUEE_WINDOW_SECONDS, "rr_factor": kachuee.KACHUEE_RR_FACTOR,
         "target_length": kachuee.KACHUEE_LENGTH, "rpeaks": "reference", "threshold": kachuee.KACHUEE_THRESHOLD,
-        "match_tolerance": 0.15, "rhythm": False,
+        "match_tolerance": 0.15, **_BEAT_CONTEXT_DEFAULTS,
     },
 }
 RHYTHM = "rhythm"  # the input of R-R features beside the beat (ecgtune.transforms.rhythm), with rhythm: true
+NEIGHBOURS = "neighbours"  # the beat with the N beats before it and the next (ecgtune.transforms.beat_context)
 _RPEAK_SOURCES = ("reference", "detector")
 _LABEL_SETS = ("binary", "aami")
+_MAX_NEIGHBOURS = 16  # preceding beats an example may show: more is a rhythm strip, not a beat
 _CAP_SEED = 0  # max_per_record draws with a fixed seed so the smoke-test subset never changes
 
 
@@ -198,7 +202,8 @@ class MitBih:
         """
         resolved = self._resolve(mode, records, params)
         arrays = cache.get_or_build(
-            f"{self.name}-{mode}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays()
+            f"{self.name}-{mode}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays(),
+            sources=lambda: [self.folder / f"{r}.{ext}" for r in resolved["records"] for ext in ("hea", "dat", "atr")],
         )
         return Examples.from_arrays(arrays)
 
@@ -237,8 +242,13 @@ class MitBih:
         if not isinstance(p["lead"], str) or not p["lead"]:
             raise EcgtuneError(f"{self.name}: lead must be a signal name such as 'MLII', got {p['lead']!r}")
         _check_positive_int(p, "max_per_record", allow_none=True)
-        if not isinstance(p.get("rhythm", False), bool):
-            raise EcgtuneError(f"{self.name}: rhythm must be true or false, got {p['rhythm']!r}")
+        for key in ("rhythm", "patient_normalise"):
+            if not isinstance(p.get(key, False), bool):
+                raise EcgtuneError(f"{self.name}: {key} must be true or false, got {p[key]!r}")
+        neighbours = p.get("neighbours", 0)
+        if not isinstance(neighbours, int) or isinstance(neighbours, bool) or not 0 <= neighbours <= _MAX_NEIGHBOURS:
+            raise EcgtuneError(f"{self.name}: neighbours must be a whole number of preceding beats from 0 to "
+                               f"{_MAX_NEIGHBOURS}, got {neighbours!r}")
         if mode == "windows":
             _check_positive_number(p, "window_seconds")
             _check_positive_int(p, "target_length")
@@ -285,8 +295,11 @@ class MitBih:
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
         parts = [self._prepare_record(record, p) for record in p["records"]]
         length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
-        empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {})}
-        return Examples.concatenate(parts, label_names=label_names, empty_inputs=empty)
+        empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {}),
+                 **({NEIGHBOURS: (p["neighbours"] + 2, length)} if p.get("neighbours") else {})}
+        # Augmentations remake the inputs from a changed beat; the neighbours come from other beats.
+        layout = FIXED if p.get("neighbours") else SIGNAL
+        return Examples.concatenate(parts, label_names=label_names, empty_inputs=empty, layout=layout)
 
     def _prepare_record(self, record: str, p: dict[str, Any]) -> Examples:
         signal, fs, samples, symbols = self._read(record, p["lead"])
@@ -315,7 +328,11 @@ class MitBih:
             x, on_record = segment.cut_beats(signal, centers, before, after)
             codes, positions = codes[is_beat][on_record], samples[is_beat][on_record]
         y = _codes_to_classes(codes, p["labels"])
+        if p.get("patient_normalise"):
+            x = beat_context.patient_zscore(x)
         inputs = {SIGNAL: x[:, None, :]}
+        if p.get("neighbours"):  # from every beat of the record, before any cap draws beats
+            inputs[NEIGHBOURS] = beat_context.neighbour_beats(x, positions, p["neighbours"])
         if p.get("rhythm"):  # from the record's whole train of R-peaks, before any cap draws beats from it
             inputs[RHYTHM] = beat_rhythm(positions, fs)
         if p["max_per_record"] is not None:
@@ -347,6 +364,7 @@ class MitBih:
             raise EcgtuneError(f"{self.name} record {record}: wfdb cannot read header {base}.hea ({err})") from err
         # Records 102 and 104 have no MLII lead (surgical dressings; their upper lead is V5),
         # so a missing lead falls back to the record's first channel.
+        signal_files.check_signal_files(header, self.folder, f"{self.name} record {record}")
         names = list(header.sig_name or [])
         channel = names.index(lead) if lead in names else 0
         try:

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, segment
+from ecgtune.data import cache, segment, signal_files
 from ecgtune.data import ptbxl_records as records
 from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import FIXED, SIGNAL, Examples
@@ -29,7 +29,7 @@ from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: max_records keeps each fold's classes (spread_over_folds)
 
 TABLE_FILE = "ptbxl_database.csv"
 STATEMENTS_FILE = "scp_statements.csv"
@@ -184,7 +184,8 @@ class PtbXl:
         self._download_metadata()
         build = self._build_records if task == "records" else self._build
         arrays = cache.get_or_build(
-            f"{self.name}-{task}", self._cache_params(resolved), lambda: build(resolved).to_arrays()
+            f"{self.name}-{task}", self._cache_params(resolved), lambda: build(resolved).to_arrays(),
+            sources=lambda: cache.folder_files(self.folder),
         )
         return Examples.from_arrays(arrays)
 
@@ -250,7 +251,9 @@ class PtbXl:
         labelled = [(r, y) for r in rows if (y := records.record_label(
             records.diagnostic_classes(r.codes, r.likelihoods, classes, p["min_likelihood"]), p["labels"])) is not None]
         if p["max_records"] is not None:
-            keep = records.spread_over_folds(np.array([r.fold for r, _ in labelled]), p["max_records"])
+            single = all(np.ndim(y) == 0 for _, y in labelled)  # one class per record: keep classes in every fold
+            keep = records.spread_over_folds(np.array([r.fold for r, _ in labelled]), p["max_records"],
+                                             np.array([int(y) for _, y in labelled]) if single and labelled else None)
             labelled = [labelled[i] for i in keep]
         self._download_missing([f"{r.record_path(p['rate'])}.{ext}" for r, _ in labelled for ext in RECORD_EXTENSIONS])
         prepared = [records.prepare_record(*self._read_leads(r, p["rate"], p["leads"]), p) for r, _ in labelled]
@@ -277,6 +280,7 @@ class PtbXl:
             rec = wfdb.rdrecord(str(base), physical=True)
         except Exception as err:  # noqa: BLE001 - wfdb raises assorted types on damaged files
             raise EcgtuneError(f"{self.name} ecg_id {record.ecg_id}: wfdb cannot read record {base} (.hea/.dat) ({err})") from err
+        signal_files.check_signal_files(rec, base.parent, f"{self.name} ecg_id {record.ecg_id}")
         names = [n.upper() for n in (rec.sig_name or [])]
         wanted = leads or names
         missing = [lead for lead in wanted if lead not in names]
@@ -351,6 +355,7 @@ class PtbXl:
             raise EcgtuneError(
                 f"{self.name} ecg_id {record.ecg_id}: wfdb cannot read record {base} (.hea/.dat) ({err})"
             ) from err
+        signal_files.check_signal_files(rec, base.parent, f"{self.name} ecg_id {record.ecg_id}")
         names = list(rec.sig_name or [])
         if lead not in names:
             raise EcgtuneError(

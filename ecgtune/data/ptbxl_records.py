@@ -159,9 +159,19 @@ def prepare_signal(signal: np.ndarray, fs: int, p: dict[str, Any], *, pad: bool 
     return (centred_pad(x, p["length"]) if pad else x).astype(np.float32)
 
 
-def spread_over_folds(folds: np.ndarray, cap: int) -> np.ndarray:
+def spread_over_folds(folds: np.ndarray, cap: int, classes: np.ndarray | None = None) -> np.ndarray:
     """Indices of at most ``cap`` records, the first ones of each fold in turn: a smoke run still has
-    training, validation and test records."""
+    training, validation and test records. With ``classes`` (one class per record), each fold's records
+    are taken from its classes in turn, so that a small fold still holds every class it can (a validation
+    or test part of one class cannot be scored fairly)."""
     per_fold = max(1, -(-cap // 10))
-    keep = np.concatenate([np.flatnonzero(folds == f)[:per_fold] for f in np.unique(folds)])
+
+    def in_turn(rows: np.ndarray) -> np.ndarray:
+        if classes is None:
+            return rows
+        by_class = [rows[classes[rows] == c] for c in np.unique(classes[rows])]
+        rank = np.concatenate([np.arange(len(b)) for b in by_class])  # the k-th record of each class together
+        return np.concatenate(by_class)[np.argsort(rank, kind="stable")]
+
+    keep = np.concatenate([in_turn(np.flatnonzero(folds == f))[:per_fold] for f in np.unique(folds)])
     return np.sort(keep)[:cap] if len(keep) > cap else np.sort(keep)

@@ -6,6 +6,10 @@ local and global mean R-R, and the two prematurity ratios). The beat network is 
 bidirectional GRU of ecgtune.models.heartbeat without its head; the rhythm goes through a small dense
 layer; the two are joined before the same two-layer head (``head``), so transfer and freezing work as for
 the beat-only models. Their beat-only counterparts on the same prepared examples are the ablation.
+
+``cnet_neighbours_rr`` is CNet over ``neighbours`` (the beat with the beats before it and the next one as
+channels, ecgtune.transforms.beat_context) joined with the same rhythm features: it can compare a beat's
+shape with the patient's own beats around it, as a cardiologist reading a strip does.
 """
 
 from __future__ import annotations
@@ -42,6 +46,13 @@ def cnet_rr(*, inputs, num_outputs, filters=32, kernel_size=5, num_blocks=5, fc_
     beat = CNet(inputs={"signal": inputs["signal"]}, num_outputs=num_outputs, filters=filters, kernel_size=kernel_size,
                 num_blocks=num_blocks, fc_units=fc_units, dropout=dropout)
     return RhythmJoined(beat, _rhythm_width(inputs), fc_units, num_outputs)
+
+
+@register_model("cnet_neighbours_rr", takes=("neighbours", "rhythm"))
+def cnet_neighbours_rr(*, inputs, num_outputs, filters=32, kernel_size=5, num_blocks=5, fc_units=32, dropout=0.0):
+    beats = CNet(inputs={"signal": inputs["neighbours"]}, num_outputs=num_outputs, filters=filters,
+                 kernel_size=kernel_size, num_blocks=num_blocks, fc_units=fc_units, dropout=dropout)
+    return RhythmJoined(beats, _rhythm_width(inputs), fc_units, num_outputs)
 
 
 @register_model("bigru_rr", takes=INPUTS)

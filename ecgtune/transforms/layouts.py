@@ -43,13 +43,14 @@ def _dualnet_layout() -> Layout:
 
 LAYOUTS: dict[str, Callable[[], Layout]] = {"signal": _signal_layout, "dualnet": _dualnet_layout}
 # FIXED: inputs computed once at preparation and never made again from a changed signal (images of
-# 1,000 x 1,000 per lead before resizing cost a second per record, far too much inside a training batch).
+# 1,000 x 1,000 per lead before resizing cost a second per record, far too much inside a training batch;
+# a beat's neighbours are other examples' beats, which a batch does not hold).
 
 
 def layout(name: str) -> Layout:
     if name == FIXED:
-        raise EcgtuneError("augmentations change the signal under every input, but these examples' inputs (images) "
-                           "are made once when the data are prepared; leave augment at 0")
+        raise EcgtuneError("augmentations change the signal under every input, but these examples' inputs (images, "
+                           "neighbouring beats) are made once when the data are prepared; leave augment at 0")
     if name not in LAYOUTS:
         raise EcgtuneError(f"unknown input layout {name!r}; known: {', '.join(LAYOUTS)}")
     return LAYOUTS[name]()

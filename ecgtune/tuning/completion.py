@@ -22,7 +22,7 @@ def outcome_of(trial) -> TrialOutcome:
     value = result.get("best_metric", float("nan"))
     error = None
     if trial.status == "ERROR":
-        error = _error_text(trial)
+        error = error_text(trial)
     return TrialOutcome(
         trial_id=trial.trial_id,
         value=float(value) if isinstance(value, (int, float)) and math.isfinite(value) else float("nan"),
@@ -32,7 +32,7 @@ def outcome_of(trial) -> TrialOutcome:
     )
 
 
-def _error_text(trial) -> str:
+def error_text(trial) -> str:
     """The last line of the trial's error (the exception), from the driver's copy of its error file or
     from storage."""
     text = None

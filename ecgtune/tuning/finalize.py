@@ -27,6 +27,7 @@ from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
+from ecgtune.tuning.gate import champion_scorer
 from ecgtune.tuning.plan import Unit
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
@@ -49,6 +50,14 @@ class UnitSummary:
     version: str
     champion: bool
     failed_trials: int = 0
+    skipped: str | None = None  # why the unit was not run (ecgtune.tuning.coverage); no figures then
+    champion_kept_because: str | None = None  # the alias stayed without a comparison (promotion's gate)
+
+    @classmethod
+    def of_skipped(cls, unit: Unit, reason: str) -> "UnitSummary":
+        return cls(space=unit.space.experiment_name, stage=unit.stage.stage, model=unit.model.name, patient=unit.patient,
+                   config={}, val_metric=float("nan"), test={}, run_id="", registered_model="", version="",
+                   champion=False, skipped=reason)
 
 
 class Readiness:
@@ -166,12 +175,15 @@ def searched_hparams(unit: Unit) -> set[str]:
 
 def unit_line(unit: Unit, s: UnitSummary) -> str:
     failed = f", {s.failed_trials} of {unit.planned_trials} trials failed" if s.failed_trials else ""
+    if s.failed_trials * 2 > unit.planned_trials:  # selected among the few that ran: say so loudly
+        failed = f", MOST TRIALS FAILED ({s.failed_trials} of {unit.planned_trials}): selected among the rest"
     measure = unit.space.metric[len("val_"):]
     test = (f"test {measure} {s.test.get('test_' + measure, float('nan')):.4f}, "
             f"test macro F1 {s.test.get('test_f1_macro', float('nan')):.4f}") if s.test else "no test part"
+    kept = f" (champion kept: {s.champion_kept_because})" if s.champion_kept_because else ""
     return (
         f"  {unit.key}: {unit.space.metric} {s.val_metric:.4f}, {test}, "
-        f"{s.registered_model} v{s.version}{' (champion)' if s.champion else ''}{failed}"
+        f"{s.registered_model} v{s.version}{' (champion)' if s.champion else ''}{kept}{failed}"
     )
 
 
@@ -225,6 +237,8 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             **({"thresholds": json.dumps(dict(zip(evaluation.label_names, map(float, thresholds))))} if thresholds else {}),
             **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
         },
+        score_champion=champion_scorer(mlf, dataset=space.dataset, split=space.split, data=data, patient=unit.patient,
+                                       metric=space.metric),
     )
     if weights_to:
         write_weights(weights_to, evaluation.state["model_state"], evaluation.state["model_spec"])
@@ -234,5 +248,5 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
                                            if k in searched_hparams(unit)}},
         val_metric=float(evaluation.state["best"]), test=evaluation.metrics,
         run_id=run_id, registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
-        failed_trials=len(failed),
+        failed_trials=len(failed), champion_kept_because=promoted.kept_because,
     )

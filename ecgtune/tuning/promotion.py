@@ -2,7 +2,7 @@
 
 Every search registers its selected model as a new version, tagged with what produced it; the alias
 ``champion`` (aliases, not the deprecated stages) moves to it only when it beats the current champion
-on the search's validation metric.
+on the search's validation metric, measured on the same validation data (the gate, below).
 """
 
 from __future__ import annotations
@@ -59,16 +59,33 @@ class Promotion:
     name: str
     version: str
     champion: bool  # did the alias move to this version?
-    previous: float | None  # the champion's validation metric before this search
+    previous: float | None  # the champion's validation figure it was compared with (None: no comparison)
+    kept_because: str | None = None  # why the alias stayed without a comparison (the champion could not be scored)
 
 
-def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict) -> Promotion:
+# The figures a gate compares. A champion of the same data key was selected on this same validation set,
+# as the challenger was: both values are best-of-search, neither profits more from selection.
+SAME_DATA = "both best-of-search validation values, on the same validation data (data_key)"
+# A champion of other data is scored once on the challenger's validation set: it was not selected on it,
+# the challenger was, so any selection noise favours the challenger.
+RESCORED = ("champion scored once on this search's validation set; the challenger's value is its best-of-search "
+            "value there (selection noise, if any, favours the challenger)")
+
+
+def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict,
+            score_champion=None) -> Promotion:
     """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
 
     ``example`` is a small batch of each input, by name, in the order the model takes them: MLflow traces
     the model with it (torch.export), so the registered model loads without ecgtune's classes and takes
     the same positional inputs. A version already registered
     under the same ``INVOCATION_TAG`` is reused (the same unit, finalised again after a crash).
+
+    The gate compares like with like. A champion prepared the same way (its ``data_key`` tag equals the
+    challenger's) is compared on the validation value it was registered with. Otherwise
+    ``score_champion(champion_version) -> (value, why_not)`` scores it on the challenger's validation set;
+    where it cannot (``value`` None: it may have trained on those examples, or takes other inputs), the
+    alias stays and ``why_not`` says why. The comparison is kept on the new version: ``gate.*`` tags.
     """
     version = registered_by(mlflow_client, name, tags.get(INVOCATION_TAG))
     if version is None:
@@ -78,11 +95,34 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     champion = current_champion(mlflow_client, name)
     if champion is not None and str(champion.version) == str(version.version):
         return Promotion(name=name, version=str(version.version), champion=True, previous=None)
-    previous = None if champion is None else float(champion.tags.get("val_metric", "nan"))
-    wins = previous is None or beats(float(value), previous, mode)
+    data_key = str(tags.get("data_key", ""))
+    gate = {"gate.challenger_value": repr(float(value)), "gate.data_key": data_key}
+    previous, kept_because = None, None
+    if champion is None:
+        gate["gate.decision"] = "champion: the first version"
+    else:
+        gate["gate.champion_version"] = str(champion.version)
+        if champion.tags.get("data_key", "") == data_key:
+            previous, basis = float(champion.tags.get("val_metric", "nan")), SAME_DATA
+        elif score_champion is None:
+            previous, basis = None, None
+            kept_because = f"it was prepared differently (data_key {champion.tags.get('data_key')!r}) and is not scored here"
+        else:
+            previous, kept_because = score_champion(champion)
+            basis = RESCORED
+        if previous is not None:
+            gate.update({"gate.champion_value": repr(previous), "gate.basis": basis})
+    wins = champion is None or (previous is not None and beats(float(value), previous, mode))
+    if champion is not None:
+        gate["gate.decision"] = (
+            f"champion: beats version {champion.version}" if wins else
+            f"kept version {champion.version}: " + (kept_because or "it scores at least as well on this validation data"))
+    for key, text in gate.items():
+        mlflow_client.set_model_version_tag(name, version.version, key, text[:5000])
     if wins:
         mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
-    return Promotion(name=name, version=str(version.version), champion=wins, previous=previous)
+    return Promotion(name=name, version=str(version.version), champion=wins, previous=previous,
+                     kept_because=None if wins else kept_because)
 
 
 def signature(model, example: dict):

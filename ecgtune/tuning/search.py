@@ -18,9 +18,10 @@ import numpy as np
 from ecgtune.errors import EcgtuneError
 from ecgtune.spaces import SearchSpace
 from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning.coverage import skipped_units
 from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
 from ecgtune.tuning.plan import Source, Unit, build_plan, external_sources
-from ecgtune.tuning.state import SearchState
+from ecgtune.tuning.state import SearchState, resume_mismatch, what_ran
 
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
 # last checkpoint; on the local Ray a failing trial is a bug, reported at once.
@@ -298,16 +299,18 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
     check_schedule_sources(plan, data)
     check_external_sources(mlf, plan, data)
+    whole_plan, skipped = plan, skipped_units(plan, data)
+    plan = [u for u in plan if u.key not in skipped]
     name = schedule_name(spaces, suite)
-    described = {s.experiment_name: {"space_file": str(s.path), "patients": list(s.patients)} for s in spaces}
+    described = {s.experiment_name: what_ran(s, data[s.experiment_name].key) for s in spaces}
     if resume:
         state = SearchState.resume(name)
-        for experiment, saved in state.spaces.items():
-            if experiment not in described or saved["patients"] != described[experiment]["patients"]:
-                raise EcgtuneError(
-                    f"--resume: the interrupted search {name!r} ran {sorted(state.spaces)} with patients "
-                    f"{ {k: v['patients'] for k, v in state.spaces.items()} }, not this one"
-                )
+        differs = resume_mismatch(state.spaces, described)
+        if differs:
+            raise EcgtuneError(
+                f"--resume: the interrupted search {name!r} ({state.invocation}) is another search: {differs}. "
+                "Resume it with its own options and space file, or start a new search without --resume"
+            )
     else:
         state = SearchState.new(name, described, storage_path)
 
@@ -325,6 +328,10 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
     state.save()
     echo(f"search {name} ({state.invocation}): {len(plan)} unit{'' if len(plan) == 1 else 's'}, MLflow {mlf.tracking_uri}")
+    for unit in whole_plan:
+        if unit.key in skipped:
+            echo(f"  skipped {unit.key}: {skipped[unit.key]}")
+            mlf.set_tag(records[unit.space.experiment_name].parent_run_id, f"{unit.name}/skipped", skipped[unit.key])
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
         echo(f"note: {note}")
 
@@ -352,8 +359,10 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
             UnitCompletion(planned, done, finalizer.submit),
             StopOnError(readiness),
         ]
-        run_trials(plan=plan, param_spaces=spaces_, datasets=refs, searcher=searcher, callbacks=callbacks,
-                   storage_path=state.storage_path, resume=resume, max_failures=CLUSTER_TRIAL_RETRIES if address else 0)
+        if plan:  # every unit may have been skipped
+            run_trials(plan=plan, param_spaces=spaces_, datasets=refs, searcher=searcher, callbacks=callbacks,
+                       storage_path=state.storage_path, resume=resume,
+                       max_failures=CLUSTER_TRIAL_RETRIES if address else 0)
         finalizer.close()
         if readiness.error is not None:
             raise readiness.error
@@ -378,5 +387,6 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         mlf.set_terminated(record.parent_run_id, "FINISHED")
     state.status = "finished"
     state.save()
-    return [UnitSummary(**state.finished[u.key]) for u in plan]
+    return [UnitSummary(**state.finished[u.key]) if u.key not in skipped else UnitSummary.of_skipped(u, skipped[u.key])
+            for u in whole_plan]
 

@@ -7,6 +7,7 @@ neither repeats a unit nor logs its test metrics twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -22,6 +23,38 @@ def state_path(name: str) -> Path:
     return ecgtune_home() / "searches" / f"{name}.json"
 
 
+# What a resumed search must share with the interrupted one, in the order a mismatch is reported.
+RESUME_FIELDS = ("space_file", "space_digest", "split", "data_key", "models", "patients", "budget")
+
+
+def what_ran(space, data_key: str) -> dict:
+    """The identity of one space's part of a search: the space file (path and contents), the split, the
+    prepared data, the models, the patients and the budget (epochs and samples per stage). --resume goes on
+    only with the same, so a search never holds trials of two splits or two grids."""
+    from ecgtune.spaces import max_epochs
+
+    return {
+        "space_file": str(space.path), "space_digest": hashlib.sha256(Path(space.path).read_bytes()).hexdigest(),
+        "split": space.split, "data_key": data_key, "models": [m.name for m in space.models],
+        "patients": list(space.patients),
+        "budget": {st.stage: {"epochs": max_epochs(st.params), "num_samples": st.search.num_samples} for st in space.stages},
+    }
+
+
+def resume_mismatch(saved: dict[str, dict], now: dict[str, dict]) -> str | None:
+    """What differs between the interrupted search (``saved``) and this one (``now``), both experiment ->
+    what_ran(); None when they are the same search. Fields an older state file lacks are not compared."""
+    if set(saved) != set(now):
+        return f"it ran the spaces {sorted(saved)}, this one {sorted(now)}"
+    for experiment in sorted(now):
+        for key in RESUME_FIELDS:
+            if key in saved[experiment] and saved[experiment][key] != now[experiment][key]:
+                what = "the space file's contents changed" if key == "space_digest" else (
+                    f"{key} {saved[experiment][key]!r}, this one {now[experiment][key]!r}")
+                return f"{experiment}: {what}"
+    return None
+
+
 def new_invocation() -> str:
     """A timestamp people can read, and a random part: two searches started in one second differ."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -32,7 +65,7 @@ class SearchState:
     name: str  # the schedule: a space's experiment name, a suite's, or several joined by "+"
     invocation: str
     storage_path: str
-    spaces: dict[str, dict]  # experiment -> {"space_file", "patients", "parent_run_id"}
+    spaces: dict[str, dict]  # experiment -> what_ran(space) fields and its "parent_run_id"
     finished: dict[str, dict] = field(default_factory=dict)  # unit key -> its summary
     weights: dict[str, str] = field(default_factory=dict)  # registered name -> starting weights written
     status: str = "running"

@@ -181,5 +181,9 @@ class MLflowTrialRuns(Callback):
         self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        from ecgtune.tuning.completion import error_text
+
+        # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
+        self.mlflow.set_tag(self.run_id(trial), "ecgtune.error", error_text(trial))
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
         self._runs.pop(trial.trial_id, None)

@@ -131,3 +131,29 @@ def test_mitdb_beats_carry_their_rr_features_as_a_second_input(fake_root, standa
     for position, row in zip(capped.positions.tolist(), capped.inputs["rhythm"]):
         np.testing.assert_array_equal(row, full[position])  # the same features as without the cap
     assert ds.prepared_key(mode="kachuee", records=["100"], rhythm=True) != ds.prepared_key(mode="kachuee", records=["100"])
+
+
+def test_mitdb_beats_with_neighbours_and_patient_normalisation(fake_root, standard_annotations):
+    """neighbours: N adds the beat with its N preceding beats and the next one (from the whole record, before
+    the cap); patient_normalise z-scores the record's beats; both keyed, both checked."""
+    from ecgtune.transforms.beat_context import neighbour_beats, patient_zscore
+
+    ds = get_dataset("mitdb", root=fake_root)
+    plain = ds.prepare(mode="kachuee", records=["100"], rhythm=True)
+    ex = ds.prepare(mode="kachuee", records=["100"], rhythm=True, neighbours=2, patient_normalise=True)
+    assert list(ex.inputs) == ["signal", "neighbours", "rhythm"] and ex.layout == "fixed"
+    beats = plain.inputs["signal"][:, 0]
+    np.testing.assert_allclose(ex.inputs["signal"][:, 0], patient_zscore(beats), atol=1e-6)
+    np.testing.assert_allclose(ex.inputs["neighbours"], neighbour_beats(patient_zscore(beats), plain.positions, 2), atol=1e-6)
+    np.testing.assert_array_equal(ex.inputs["neighbours"][:, 2], ex.inputs["signal"][:, 0])  # channel 2: the beat
+    capped = ds.prepare(mode="kachuee", records=["100"], neighbours=2, patient_normalise=True, max_per_record=2)
+    full = dict(zip(ex.positions.tolist(), ex.inputs["neighbours"]))
+    for position, row in zip(capped.positions.tolist(), capped.inputs["neighbours"]):
+        np.testing.assert_array_equal(row, full[position])
+    keys = {ds.prepared_key(mode="kachuee", records=["100"], **extra)
+            for extra in ({}, {"neighbours": 2}, {"patient_normalise": True})}
+    assert len(keys) == 3
+    with pytest.raises(EcgtuneError, match="neighbours must be a whole number of preceding beats from 0 to 16, got 'two'"):
+        ds.prepare(mode="kachuee", records=["100"], neighbours="two")
+    with pytest.raises(EcgtuneError, match="patient_normalise must be true or false, got 'yes'"):
+        ds.prepare(mode="kachuee", records=["100"], patient_normalise="yes")

@@ -166,6 +166,12 @@ def test_max_records_spreads_over_the_folds():
     folds = np.array([1] * 5 + [2] * 5 + [9] * 5 + [10] * 5)
     keep = spread_over_folds(folds, 8)
     assert set(folds[keep]) == {1, 2, 9, 10}
+    # With one class per record, each fold's few records come from its classes in turn: fold 10's abnormal
+    # record is its last, yet it is kept, so a smoke test part is not all normal.
+    classes = np.array([0, 1, 0, 0, 0] * 3 + [0, 0, 0, 0, 1])
+    keep = spread_over_folds(folds, 20, classes)  # two records a fold
+    for fold in (1, 2, 9, 10):
+        assert set(classes[keep][folds[keep] == fold]) == {0, 1}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -15,6 +15,7 @@ EXAMPLES = {
     ("image",): [{"image": (9, 64, 64)}],
     ("signal", "image"): [{"signal": (3, 100), "image": (9, 64, 64)}],
     ("signal", "rhythm"): [{"signal": (1, 187), "rhythm": (6,)}],
+    ("neighbours", "rhythm"): [{"neighbours": (4, 187), "rhythm": (6,)}],
 }
 OUTPUTS = (1, 5, 3)  # a binary head (one logit), five classes, three
 

@@ -26,3 +26,17 @@ def test_the_rhythm_changes_the_prediction_of_the_same_beat(name, beat_only):
     assert beat_params == {k: v.shape for k, v in plain.state_dict().items() if not k.startswith("head.")}
     head = {id(p) for p in model.head.parameters()}
     assert {id(p) for p in model.feature_parameters()} == {id(p) for p in model.parameters()} - head
+
+
+def test_the_neighbours_model_reads_every_beat_it_is_shown():
+    """cnet_neighbours_rr: the previous beats, the beat and the next beat are channels of one CNet; a change
+    in any of them (here the preceding beat) changes the prediction."""
+    torch.manual_seed(0)
+    inputs = {"neighbours": (4, 187), "rhythm": (6,)}  # two preceding beats, the beat, the next beat
+    model = create_model("cnet_neighbours_rr", inputs=inputs, num_outputs=5).eval()
+    beats, rhythm = torch.rand(3, 4, 187), torch.rand(3, 6)
+    assert model(beats, rhythm).shape == (3, 5)
+    other = beats.clone()
+    other[:, 1] = torch.rand(3, 187)  # another preceding beat
+    assert not torch.allclose(model(beats, rhythm), model(other, rhythm))
+    assert model.beat.stem.in_channels == 4

@@ -149,3 +149,47 @@ def test_git_revision_is_the_checkout_or_the_one_an_image_was_built_from(monkeyp
     assert re.fullmatch(r"[0-9a-f]{40}", git_revision())  # this checkout
     monkeypatch.setenv("ECGTUNE_GIT_REVISION", "0123abc")
     assert git_revision() == "0123abc"  # the node image has no .git
+
+
+def _promote_data(client, exp, value, data_key, score_champion=None):
+    run = client.create_run(exp)
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
+    result = promotion.promote(
+        client, name="ecgtune-gate", run_id=run.info.run_id, model=model, example={"signal": torch.zeros(2, 1, 128).numpy()},
+        metric="val_balanced_accuracy", value=value, mode="max", tags={"data_key": data_key},
+        score_champion=score_champion,
+    )
+    client.set_terminated(run.info.run_id)
+    return result, client.get_model_version("ecgtune-gate", result.version).tags
+
+
+def test_the_gate_compares_a_champion_of_other_data_on_the_challengers_validation_set(registry):
+    """Issue 10: a champion prepared differently is scored on the challenger's validation data first; the
+    comparison is kept on the new version (gate.* tags)."""
+    client, exp = registry
+    first, tags = _promote_data(client, exp, 0.95, "quickstart-data")
+    assert first.champion and tags["gate.decision"] == "champion: the first version"
+    # Same data: the recorded values compare, both best-of-search on the same validation set.
+    same, tags = _promote_data(client, exp, 0.90, "quickstart-data", score_champion=lambda v: pytest.fail("not needed"))
+    assert not same.champion and tags["gate.basis"] == promotion.SAME_DATA
+    assert tags["gate.champion_value"] == repr(0.95) and tags["gate.decision"].startswith("kept version 1")
+    # Other data: 0.95 on its own 8 records means nothing here; scored on this validation set it gets 0.70.
+    scored = []
+    other, tags = _promote_data(client, exp, 0.80, "pretrain-data", score_champion=lambda v: (scored.append(v.version) or 0.70, None))
+    assert other.champion and [str(v) for v in scored] == ["1"] and other.previous == pytest.approx(0.70)
+    assert tags["gate.champion_value"] == repr(0.70) and tags["gate.basis"] == promotion.RESCORED
+    assert tags["gate.data_key"] == "pretrain-data" and tags["gate.decision"] == "champion: beats version 1"
+    assert str(client.get_model_version_by_alias("ecgtune-gate", "champion").version) == other.version
+
+
+def test_the_alias_stays_where_the_champion_cannot_be_scored_fairly(registry):
+    client, exp = registry
+    _promote_data(client, exp, 0.60, "a")
+    kept, tags = _promote_data(client, exp, 0.99, "b", score_champion=lambda v: (None, "it may have trained on these examples"))
+    assert not kept.champion and kept.kept_because == "it may have trained on these examples"
+    assert tags["gate.decision"] == "kept version 1: it may have trained on these examples"
+    assert "gate.champion_value" not in tags
+    assert str(client.get_model_version_by_alias("ecgtune-gate", "champion").version) == "1"
+    # Without a scorer another preparation is never compared on its own figures.
+    unscored, tags = _promote_data(client, exp, 0.99, "c")
+    assert not unscored.champion and "prepared differently (data_key 'a')" in tags["gate.decision"]

@@ -22,7 +22,7 @@ EXPECTED = {  # space -> (trials, units) of its smoke version
     "signal_ptbxl-smoke": (2 * 3, 3),
     "image_ptbxl-smoke": (2 * 4, 4),
     "fusion_ptbxl-smoke": (3, 3),
-    "heartbeat_interpatient-smoke": (2 * 4, 4),
+    "heartbeat_interpatient-smoke": (2 * 5, 5),
 }
 
 
@@ -91,9 +91,9 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
         for branch, (version,) in branches.items():
             assert r.data.params[f"init_weights.{branch}"].endswith(f"starting_weights/{version.name}.pt")
             assert r.info.start_time >= version.creation_timestamp
-    # The inter-patient beats carry their R-R features; the _rr models read them, the others the beat alone.
+    # The inter-patient beats carry their R-R features and neighbours; each model reads the inputs it takes.
     rhythm = [r for r in trials["heartbeat_interpatient-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]
-    assert {r.data.tags["ecgtune.model"] for r in rhythm} == {"cnet", "cnet_rr", "bigru", "bigru_rr"}
+    assert {r.data.tags["ecgtune.model"] for r in rhythm} == {"cnet", "cnet_rr", "cnet_neighbours_rr", "bigru", "bigru_rr"}
     assert all("test_f1_S" in r.data.metrics for r in rhythm)
     images = [r for r in trials["image_ptbxl-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]
     assert len(images) == 4 and all("val_auroc_macro" in r.data.metrics for r in images)

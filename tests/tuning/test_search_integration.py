@@ -167,3 +167,40 @@ def test_the_dualnet_seeds_protocol_selects_and_reports_on_validation_with_no_te
     version = client.get_model_version_by_alias("ecgtune-af_rhythm-cinc2017-random_records-scratch-dualnet-smoke",
                                                 "champion")
     assert version.tags["split"] == "random_records"
+
+
+def test_a_unit_that_cannot_be_selected_fairly_is_skipped_and_shown(real_data_dir, ray_local, mlflow_uri, capsys):
+    """Record 102 under the chronological split has no normal validation window: its unit is skipped before
+    any trial (a printed line, a tag on the parent run, a row of the summary), and the search finishes."""
+    code = main(["search", "--space", "individuals_patients", "--patients", "102", "--split", "chronological",
+                 "--smoke-test", "--mlflow-uri", mlflow_uri, "--data-dir", str(real_data_dir)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    reason = "its validation part holds only class abnormal"
+    assert f"skipped individuals_patients-smoke/scratch-cnn1d_residual-102: {reason}" in out
+    assert f"cnn1d_residual       102  skipped: {reason}" in out
+    _, parents, children = runs_of(mlflow_uri, "individuals_patients-smoke")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and children == []
+    assert parents[0].data.tags["scratch-cnn1d_residual-102/skipped"].startswith(reason)
+
+
+def test_the_quickstart_champion_is_not_compared_with_pretraining_on_its_own_figures(real_data_dir, ray_local,
+                                                                                         mlflow_uri, capsys):
+    """Issue 10's case: `quickstart` (8 records) and `pretrain_mitdb` (29) register the same name. The second
+    search's gate does not compare the two validation figures of different examples: the quickstart champion
+    may have trained on pre-training's validation windows (same records, windows split per record), so it
+    cannot be scored on them, and the alias stays, saying why on the new version and in the unit's line."""
+    import mlflow
+
+    common = ["--smoke-test", "--mlflow-uri", mlflow_uri, "--data-dir", str(real_data_dir)]
+    assert main(["search", "--space", "quickstart", *common]) == 0
+    capsys.readouterr()
+    assert main(["search", "--space", "pretrain_mitdb", *common]) == 0
+    out = capsys.readouterr().out
+    name = _name("pretrain")
+    assert f"{name} v2 (champion kept: it was trained on mitdb under split per_patient prepared differently" in out
+    client = mlflow.MlflowClient(mlflow_uri, registry_uri=mlflow_uri)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    tags = client.get_model_version(name, "2").tags
+    assert tags["gate.decision"].startswith("kept version 1: it was trained on mitdb") and "gate.champion_value" not in tags
+    assert tags["gate.data_key"] == tags["data_key"] != client.get_model_version(name, "1").tags["data_key"]

@@ -162,10 +162,11 @@ def test_all_pairs_smoke_plan_is_one_search_of_every_unit():
         trials[u.space.name] = trials.get(u.space.name, 0) + u.planned_trials
     # finetune_patients 73, heartbeat 8, MI scratch and transfer 8 each, DualNet 4, Ribeiro: the five-label
     # superdiagnostic scratch unit 2 and the binary study 14 (scratch, then six freeze_blocks values); seed
-    # 000: three signal and four image networks 2 each, the three fusion models one configuration each.
+    # 000: three signal and four image networks 2 each, the three fusion models one configuration each; the
+    # inter-patient beats: five models 2 each.
     assert trials == {"finetune_patients": 73, "heartbeat_aami": 8, "mi_scratch": 8, "mi_transfer": 8,
                       "dualnet_cinc2017": 4, "ribeiro_ptbxl_superdiagnostic": 2, "ribeiro_ptbxl_binary": 14,
-                      "signal_ptbxl": 6, "image_ptbxl": 8, "fusion_ptbxl": 3, "heartbeat_interpatient": 8}
+                      "signal_ptbxl": 6, "image_ptbxl": 8, "fusion_ptbxl": 3, "heartbeat_interpatient": 10}
 
 
 def test_a_fusion_unit_is_ready_once_both_branch_champions_are_written():

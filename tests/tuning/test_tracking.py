@@ -65,3 +65,18 @@ def test_sqlite_artifacts_go_beside_the_database_not_the_working_directory(tmp_p
     uri, client, exp, _ = _setup(tmp_path)
     location = client.get_experiment(exp).artifact_location
     assert location.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_a_failed_trial_run_says_why(tmp_path):
+    """A failed trial is FAILED in MLflow with its exception's last line as a tag (out of memory, say)."""
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+    trial = FakeTrial(trial_id="t2", config=_config(), checkpoint=None, error_file=str(error_file),
+                      get_error=lambda: None)
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_error(0, [trial], trial)
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["ecgtune.error"] == "torch.OutOfMemoryError: CUDA out of memory."

@@ -1,0 +1,59 @@
+"""--resume goes on only with the search that was interrupted: the same space file and contents, split,
+prepared data, models, patients and budget; anything else is refused naming what differs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecgtune.cli import main
+from ecgtune.spaces import load_space, shape_search, spaces_dir
+from ecgtune.tuning.state import SearchState, resume_mismatch, what_ran
+
+
+def _ran(space, key="k1"):
+    return {space.experiment_name: what_ran(space, key)}
+
+
+def test_the_same_search_resumes_and_every_difference_is_named(tmp_path):
+    space = load_space("individuals_patients")
+    saved = _ran(space)
+    assert resume_mismatch(saved, _ran(space)) is None
+    assert "split 'per_patient', this one 'chronological'" in resume_mismatch(saved, _ran(space.with_split("chronological")))
+    assert "data_key 'k1', this one 'k2'" in resume_mismatch(saved, _ran(space, "k2"))
+    assert "patients" in resume_mismatch(saved, _ran(space.with_patients(["100"])))
+    assert "budget" in resume_mismatch(saved, _ran(space.with_budget(epochs=2)))
+    optuna = load_space("heartbeat_aami")
+    assert "models" in resume_mismatch(_ran(optuna), _ran(optuna.with_models(["cnet"])))
+    assert "budget" in resume_mismatch(_ran(optuna), _ran(optuna.with_budget(num_samples=2)))
+    assert "spaces" in resume_mismatch(saved, _ran(optuna))
+    # The same space file edited between the crash and --resume: its grid may differ.
+    copy = tmp_path / "individuals_patients.yaml"
+    copy.write_text((spaces_dir() / "individuals_patients.yaml").read_text())
+    before = {space.experiment_name: what_ran(load_space(str(copy)), "k1")}
+    copy.write_text(copy.read_text().replace("description:", "description: edited -", 1))
+    assert "the space file's contents changed" in resume_mismatch(before, {space.experiment_name: what_ran(load_space(str(copy)), "k1")})
+    assert "space_file" in resume_mismatch(saved, before)  # another file of the same name
+    # A state file written before these fields existed is compared on what it holds.
+    assert resume_mismatch({space.experiment_name: {"patients": list(space.patients)}}, _ran(space)) is None
+
+
+@pytest.mark.integration
+def test_resuming_with_another_split_exits_2_before_anything_starts(real_data_dir, tmp_path, capsys):
+    """The interrupted search ran per_patient; `--resume --split chronological` is another search."""
+    import mlflow
+
+    (space,) = shape_search([load_space("quickstart")], smoke_test=True)
+    from ecgtune.tuning.search import prepare_data, schedule_name
+
+    key = prepare_data(space, str(real_data_dir)).key
+    name = schedule_name([space])
+    state = SearchState.new(name, _ran(space, key))
+    state.save()
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["search", "--space", "quickstart", "--smoke-test", "--resume", "--split", "chronological",
+                 "--data-dir", str(real_data_dir), "--mlflow-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: the interrupted search {name!r} ({state.invocation}) is another search" in err
+    assert "split 'per_patient', this one 'chronological'" in err and "Traceback" not in err
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.search_runs(search_all_experiments=True).empty  # no run opened
