@@ -76,8 +76,10 @@ def cmd_data_prepare(args) -> int:
 
     params = {}
     for item in args.param or []:
-        key, _, value = item.partition("=")
-        params[key] = _parse_scalar(value)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise EcgtuneError(f"--param {item!r}: expected KEY=VALUE, e.g. records=[100,101] or mode=beats")
+        params[key.strip()] = _parse_scalar(value, item)
     examples = get_dataset(args.dataset, root=args.data_dir).prepare(**params)
     counts = {name: int((examples.y == i).sum()) for i, name in enumerate(examples.label_names)}
     shapes = ", ".join(f"{name} {shape}" for name, shape in examples.input_shapes.items())
@@ -86,10 +88,15 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
-def _parse_scalar(text: str):
+def _parse_scalar(text: str, item: str):
+    """A --param value as YAML reads it (numbers, true/false, [lists])."""
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise EcgtuneError(f"--param {item!r}: the value is not valid YAML ({problem}); e.g. records=[100,101]") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,11 +15,12 @@ See search_spaces/*.yaml for complete files and README.md ("Search-space files")
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ecgtune.errors import EcgtuneError
 from ecgtune.transforms import AUGMENTATIONS
@@ -55,7 +56,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 def _fail(where: str, key: str, expected: str, got: Any) -> EcgtuneError:
-    return EcgtuneError(f"{where}: key {key!r}: expected {expected}, got {got!r}")
+    shown = repr(got)
+    shown = shown if len(shown) <= MAX_MESSAGE else shown[:MAX_MESSAGE] + "... (cut)"
+    return EcgtuneError(f"{where}: key {key!r}: expected {expected}, got {shown}")
 
 
 @dataclass(frozen=True)
@@ -387,8 +390,37 @@ def domain_values(value) -> tuple:
     return (value,)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What each plain training parameter accepts: refused when the space is read, not inside every trial.
+_VALUE_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "lr": ("a positive number (the learning rate, e.g. 1.0e-3)", lambda v: _number(v) and v > 0),
+    "weight_decay": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "momentum": ("a number from 0 to 1", lambda v: _number(v) and 0 <= v < 1),
+    "batch_size": ("a whole number >= 1", lambda v: _whole(v) and v >= 1),
+    "epochs": ("a whole number >= 1", lambda v: _whole(v) and v >= 1),
+    "lr_plateau_factor": ("a number between 0 and 1", lambda v: _number(v) and 0 < v < 1),
+    "lr_plateau_patience": ("a whole number >= 0", lambda v: _whole(v) and v >= 0),
+    "early_stopping_patience": ("a whole number >= 0 (0: train every epoch)", lambda v: _whole(v) and v >= 0),
+    "freeze_blocks": ("a whole number >= 0", lambda v: _whole(v) and v >= 0),
+    "seed": ("a whole number >= 0", lambda v: _whole(v) and v >= 0),
+    **{key: ("true or false", lambda v: isinstance(v, bool)) for key in ("weighted_sampling", "freeze_features", "smote")},
+}
+
+
 def _check_training_values(params: dict, where: str, section: str) -> None:
-    """The values of the newer training parameters, each value of a grid or domain included."""
+    """The values of every training parameter, each value of a grid or domain included."""
+    for key, (expected, ok) in _VALUE_RULES.items():
+        if key in params:
+            bad = [v for v in domain_values(params[key]) if not ok(v)]
+            if bad:
+                raise _fail(where, f"{section}.{key}", expected, bad[0])
     for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS)):
         bad = [v for v in domain_values(params.get(key, allowed[0])) if v not in allowed]
         if bad:
@@ -420,6 +452,9 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")  # task names go into registered mod
 def parse_space(raw: Any, path: Path) -> SearchSpace:
     """Validate a loaded YAML document; every error names ``path`` and the key."""
     where = str(path)
+    if len(path.stem) > MAX_NAME:  # the name goes into folder, state file and MLflow run names
+        raise EcgtuneError(f"{where}: the file name makes the search's name; expected at most {MAX_NAME} characters "
+                           f"before .yaml, got {len(path.stem)}")
     _check_keys(raw, where, "(top level)", TOP_KEYS, {"description", "task", "dataset", "metric", "mode", "stages"})
     if not isinstance(raw["description"], str) or not raw["description"].strip():
         raise _fail(where, "description", "a one-line description", raw["description"])
@@ -474,6 +509,11 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
     for key in ("model", "models", "preprocessing", "params"):
         if not isinstance(getattr(smoke, key), dict):
             raise _fail(where, f"smoke_test.{key}", f"a mapping of {key} parameters", getattr(smoke, key))
+    for key in ("epochs", "patients", "num_samples", "max_per_record", "max_records"):
+        value = getattr(smoke, key)
+        if not (value is None and key.startswith("max_")) and not (_whole(value) and value >= 1):
+            raise _fail(where, f"smoke_test.{key}", "a whole number >= 1" + (" or null" if key.startswith("max_") else ""),
+                        value)
     for name, hparams in smoke.models.items():
         if name not in {m.name for m in models}:
             raise _fail(where, f"smoke_test.models.{name}", f"one of the space's models {[m.name for m in models]}", name)
@@ -625,10 +665,17 @@ def list_spaces() -> dict[str, str]:
 def resolve_space_path(name_or_path: str) -> Path:
     """A name in search_spaces/ or a path to a YAML file."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+    if candidate.is_dir():
+        raise EcgtuneError(f"--space {name_or_path}: a folder, not a search-space file (a .yaml file or a name "
+                           f"of `ecgtune spaces`)")
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate.resolve()
+    if candidate.suffix or os.sep in name_or_path:  # a path, not a name: say which file is missing
+        expected = "" if candidate.suffix in (".yaml", ".yml") else " (a search-space file ends in .yaml)"
+        raise EcgtuneError(f"--space {name_or_path}: no such search-space file{expected}; known spaces: "
+                           f"{', '.join(list_spaces())}")
     named = spaces_dir() / f"{name_or_path}.yaml"
-    if named.exists():
+    if named.is_file():
         return named
     raise EcgtuneError(
         f"unknown search space {name_or_path!r}: no file {named}; known spaces: {', '.join(list_spaces())}"
@@ -640,9 +687,41 @@ def _read_yaml(path: Path) -> Any:
 
     try:
         with open(path) as f:
-            return yaml.safe_load(f)
+            text = f.read(MAX_SPACE_BYTES + 1)
+    except OSError as exc:
+        raise EcgtuneError(f"{path}: cannot read the search-space file ({exc.strerror or exc})") from None
+    if len(text) > MAX_SPACE_BYTES:
+        raise EcgtuneError(f"{path}: larger than {MAX_SPACE_BYTES // 1000} kB; a search-space file is a page of YAML")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise EcgtuneError(f"{path}: not valid YAML: {exc}") from exc
+        raise EcgtuneError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:MAX_MESSAGE]}") from None
+    if _expanded_size(raw) > MAX_SPACE_BYTES * 4:
+        # YAML aliases can expand a small file into a huge document (the "billion laughs"): refused whole.
+        raise EcgtuneError(f"{path}: its YAML aliases expand to a document far larger than the file; write the "
+                           "values out instead of aliasing them")
+    return raw
+
+
+MAX_SPACE_BYTES = 200_000
+MAX_NAME = 100  # characters of a space's name (its file name without .yaml)
+MAX_MESSAGE = 500  # characters of a quoted parser message or value in an error line
+
+
+def _expanded_size(value, budget: int = MAX_SPACE_BYTES * 4 + 1) -> int:
+    """Roughly the characters ``value`` would take written out (stops counting past ``budget``); aliases
+    count every time they are used, which is what an alias bomb multiplies."""
+    size, stack = 0, [value]
+    while stack and size < budget:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        else:
+            size += len(str(item)) + 1
+    return size
 
 
 def load_space(name_or_path: str) -> SearchSpace:

@@ -85,6 +85,18 @@ def _autoscaler_status(wait_s: float) -> dict | None:
         time.sleep(0.5)
 
 
+def local_view() -> ClusterView:
+    """This machine as the local Ray that ecgtune starts will see it, known before Ray starts: a request it
+    can never hold (cpu: 64 on a laptop) is refused without starting anything."""
+    import os
+
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ClusterView([NodeShape("this machine", float(cpus), float(gpus))], None, autoscaler=False)
+
+
 def cluster_view(*, on_cluster: bool) -> ClusterView:
     """What the connected Ray cluster has, and (on a cluster) what its autoscaler may add."""
     import ray

@@ -105,6 +105,9 @@ def check_fit(space: SearchSpace, data: PreparedData) -> None:
                 freeze_blocks(built, frozen)
             except (EcgtuneError, ValueError) as exc:
                 raise EcgtuneError(f"{space.path}: key '{key}': {exc}") from None
+            except TypeError as exc:  # an unknown hyperparameter, or one of the wrong type
+                raise EcgtuneError(f"{space.path}: key '{key}': {model.name} does not take the hyperparameters "
+                                   f"{hparams} ({exc})") from None
     known = metric_names(examples)
     if space.metric not in known:
         raise EcgtuneError(
@@ -288,14 +291,19 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
 
     from ecgtune.tuning.completion import UnitCompletion
     from ecgtune.tuning.progress import TrialLines
-    from ecgtune.tuning.resources import check_storage, cluster_view, trial_resources
+    from ecgtune.tuning.resources import check_storage, cluster_view, local_view, trial_resources
     from ecgtune.tuning.searcher import UnitSearcher
     from ecgtune.tuning.tuner import param_space, run_trials
 
+    from ecgtune.tuning.targets import check_targets
+
+    check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
     plan = build_plan(spaces)
     data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
     for space in spaces:
         check_fit(space, data[space.experiment_name])
+    if not address:  # the local Ray's size is known before it starts: an impossible request starts nothing
+        per_trial = trial_resources(spaces, on_cluster=False, cluster=local_view(), override=resources or {}, echo=echo)
     mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
     check_schedule_sources(plan, data)
     check_external_sources(mlf, plan, data)
@@ -317,7 +325,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     init_ray(address, mlf.tracking_uri)
     stop_on_sigterm()
     cluster = cluster_view(on_cluster=bool(address))
-    per_trial = trial_resources(spaces, on_cluster=bool(address), cluster=cluster, override=resources or {}, echo=echo)
+    if address:
+        per_trial = trial_resources(spaces, on_cluster=True, cluster=cluster, override=resources or {}, echo=echo)
     check_storage(state.storage_path, on_cluster=bool(address), cluster=cluster, declared_shared=shared_storage)
 
     records = {}

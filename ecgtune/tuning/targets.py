@@ -1,0 +1,86 @@
+"""The places a search talks to, checked before anything starts: the Ray address, the MLflow tracking
+URI, the storage path and the ecgtune home.
+
+Without these checks a typo surfaced minutes later, deep inside Ray or MLflow, as a traceback (an address
+that is not one), a hang (a port nobody listens on: Ray retries for minutes and ignores Ctrl-C) or a
+half-started search (an unwritable folder after the parent run was opened).
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ecgtune.errors import EcgtuneError
+
+CONNECT_TIMEOUT = 5.0  # seconds: a head node or tracking server that does not answer in this is not there
+# Tracking URI schemes MLflow stores itself (the file store is refused by MLflow 3).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def check_address(address: str | None) -> None:
+    """``--address``: None (a local Ray), ``auto`` (a cluster started on this machine: ray start / ray up),
+    ``host:port`` of a head node that answers, or ``ray://host:port`` (Ray Client)."""
+    if address is None or address == "auto":
+        return
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise EcgtuneError(f"--address: expected auto, host:port of the head node (e.g. 10.0.0.5:6379) or "
+                           f"ray://host:port, got {address!r}")
+    if not _reachable(host, int(port)):
+        raise EcgtuneError(f"--address: nothing answers at {host}:{port} within {CONNECT_TIMEOUT:.0f} s; is the "
+                           "cluster up (ray up cluster.yaml / ray start --head) and the port open?")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A tracking URI MLflow can store runs in: a writable SQLite file, or a server that answers."""
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme not in TRACKING_SCHEMES:
+        raise EcgtuneError(f"--mlflow-uri: expected a URI of one of the schemes {', '.join(TRACKING_SCHEMES)} "
+                           f"(e.g. sqlite:///runs/mlflow.db or http://mlflow-host:5000), got {uri!r}")
+    if scheme == "sqlite":
+        database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if database is None or not database.name:
+            raise EcgtuneError(f"--mlflow-uri: expected sqlite:///<path to a database file>, got {uri!r}")
+        check_writable_folder(database.parent, "--mlflow-uri", f"the folder of the SQLite database {database}")
+    elif scheme in ("http", "https"):
+        parsed = urlparse(uri)
+        port = parsed.port or (443 if scheme == "https" else 80)
+        if not parsed.hostname or not _reachable(parsed.hostname, port):
+            raise EcgtuneError(f"--mlflow-uri: no MLflow server answers at {uri} within {CONNECT_TIMEOUT:.0f} s; "
+                               "start it (mlflow server ...) or check the address")
+
+
+def check_writable_folder(folder: Path, flag: str, what: str) -> None:
+    """``folder`` exists (or can be made) and takes a file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ecgtune-write-check-"):
+            pass
+    except OSError as exc:
+        raise EcgtuneError(f"{flag}: {what} is not writable ({exc.strerror or exc}): {folder}") from None
+
+
+def check_targets(*, address: str | None, mlflow_uri: str | None, storage_path: str | None) -> None:
+    """Every place a search will write to or connect to (the options as given, defaults filled), before
+    data, MLflow or Ray are touched."""
+    from ecgtune.paths import ecgtune_home, is_uri, storage_root
+    from ecgtune.tuning.tracking import tracking_uri
+
+    check_writable_folder(ecgtune_home(), "ECGTUNE_HOME", "the ecgtune home (search state, prepared data)")
+    storage = storage_root(storage_path)
+    if not is_uri(storage):
+        check_writable_folder(Path(storage), "--storage-path", "the Ray results folder")
+    check_tracking_uri(tracking_uri(mlflow_uri))
+    check_address(address)

@@ -1,0 +1,117 @@
+"""Bad input is refused up front: exit 2, one line naming the flag, file or key and what was expected, no
+traceback, Ray not started and no MLflow run opened (issue 10's campaign, every case it lists).
+
+The searches run in-process with ray.init replaced by a function that fails the test: a case that reached
+Ray would show up as that failure, not as a pass."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from ecgtune.cli import main
+from ecgtune.spaces import spaces_dir
+
+pytestmark = pytest.mark.integration  # the cases that reach check_fit prepare the quickstart's real data
+
+QUICKSTART = (spaces_dir() / "quickstart.yaml").read_text()
+
+
+def _space(tmp_path, name: str, old: str, new: str) -> str:
+    assert old in QUICKSTART, old
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(QUICKSTART.replace(old, new, 1))
+    return str(path)
+
+
+LR = "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
+BATCH = "batch_size: {type: categorical, choices: [32, 64, 128]}"
+WEIGHTED = "weighted_sampling: {type: categorical, choices: [true, false]}"
+SPACE_CASES = {  # name -> (text replaced, replacement, what the error line says)
+    "lr_word": (LR, "lr: fast", "key 'stages[0].params.lr': expected a positive number"),
+    "lr_negative": (LR, "lr: -0.1", "key 'stages[0].params.lr': expected a positive number"),
+    "batch_zero": (BATCH, "batch_size: 0", "key 'stages[0].params.batch_size': expected a whole number >= 1, got 0"),
+    "batch_negative": (BATCH, "batch_size: -4", "key 'stages[0].params.batch_size': expected a whole number >= 1, got -4"),
+    "epochs_fraction": ("epochs: 6", "epochs: 2.5", "key 'stages[0].params.epochs': expected a whole number >= 1, got 2.5"),
+    "epochs_word": ("epochs: 6", "epochs: many", "key 'stages[0].params.epochs': expected a whole number >= 1, got 'many'"),
+    "weighted_no": (WEIGHTED, 'weighted_sampling: "no"', "key 'stages[0].params.weighted_sampling': expected true or false, got 'no'"),
+    "hparam_unknown": ("  num_blocks: 4", "  num_blockz: 4", "key 'model': model 'cnn1d_residual' does not accept these hyperparameters"),
+    "hparam_word": ("  num_blocks: 4", "  num_blocks: four", "key 'model'"),
+    "cpu_zero": ("resources: {cpu: 1, gpu: 0.25}", "resources: {cpu: 0, gpu: 0}", "key 'resources': a trial needs a CPU or a GPU"),
+    "cpu_too_many": ("resources: {cpu: 1, gpu: 0.25}", "resources: {cpu: 64}", "key 'resources': a trial asks for CPU 64"),
+    "smoke_epochs_zero": ("smoke_test: {epochs: 1,", "smoke_test: {epochs: 0,", "smoke_test.epochs"),
+    "metric_unknown": ("metric: val_balanced_accuracy", "metric: val_auc_roc", "key 'metric': 'val_auc_roc' is not a validation metric"),
+    "alias_bomb": (
+        "description: A real",
+        'x0: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(f"x{i}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 9)}]\n" for i in range(1, 9))
+        + "description: A real",
+        "its YAML aliases expand to a document far larger than the file",
+    ),
+}
+
+CLI_CASES = {  # name -> (arguments after `search --space quickstart --smoke-test`, what the error line says)
+    "address_malformed": (["--address", "not an address"], "--address: expected auto, host:port"),
+    "address_nobody": (["--address", "127.0.0.1:1"], "--address: nothing answers at 127.0.0.1:1"),
+    "uri_no_scheme": (["--mlflow-uri", "notascheme"], "--mlflow-uri: expected a URI of one of the schemes"),
+    "uri_no_server": (["--mlflow-uri", "http://127.0.0.1:9"], "--mlflow-uri: no MLflow server answers at http://127.0.0.1:9"),
+    "uri_unwritable": (["--mlflow-uri", "sqlite:////proc/ecgtune-test/m.db"], "--mlflow-uri: the folder of the SQLite database"),
+    "storage_unwritable": (["--storage-path", "/proc/ecgtune-test"], "--storage-path: the Ray results folder is not writable"),
+    "patients_empty": (["--patients", ""], "--patients: expected a comma-separated list of names, got ''"),
+    "patients_twice": (["--patients", "100,100"], "--patients: each record at most once"),
+    "models_empty": (["--models", ""], "--models: expected a comma-separated list of names, got ''"),
+}
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started for bad input")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+def _refused(argv, capsys, expected: str, db) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ecgtune: error: ") and expected in lines[0], captured.err
+    assert len(lines[0]) < 1200 and "Traceback" not in captured.err + captured.out
+    if db.exists():  # the registry may have been read; no run was opened
+        with sqlite3.connect(db) as conn:
+            tables = {t for (t,) in conn.execute("select name from sqlite_master where type='table'")}
+            assert "runs" not in tables or conn.execute("select count(*) from runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("case", sorted(SPACE_CASES))
+def test_a_bad_space_file_is_refused_before_anything_starts(case, tmp_path, capsys, no_ray, real_data_dir):
+    old, new, expected = SPACE_CASES[case]
+    db = tmp_path / "m.db"
+    _refused(["search", "--space", _space(tmp_path, case, old, new), "--smoke-test", "--data-dir", str(real_data_dir),
+              "--mlflow-uri", f"sqlite:///{db}"], capsys, expected, db)
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_a_bad_option_is_refused_before_anything_starts(case, tmp_path, capsys, no_ray, real_data_dir):
+    extra, expected = CLI_CASES[case]
+    space = "individuals_patients" if case.startswith("patients") else "quickstart"
+    db = tmp_path / "m.db"
+    uri = [] if "--mlflow-uri" in extra else ["--mlflow-uri", f"sqlite:///{db}"]
+    _refused(["search", "--space", space, "--smoke-test", "--data-dir", str(real_data_dir), *uri, *extra],
+             capsys, expected, db)
+
+
+def test_bad_places_and_names_are_refused(tmp_path, capsys, no_ray, monkeypatch):
+    db = tmp_path / "m.db"
+    _refused(["search", "--space", str(tmp_path)], capsys, "a folder, not a search-space file", db)
+    _refused(["search", "--space", "x.txt"], capsys, "--space x.txt: no such search-space file", db)
+    long_name = tmp_path / f"{'a' * 248}.yaml"
+    long_name.write_text(QUICKSTART)
+    _refused(["search", "--space", str(long_name)], capsys, "expected at most 100 characters", db)
+    _refused(["data", "prepare", "mitdb", "--param", "records=[100"], capsys, "--param 'records=[100': the value is not valid YAML", db)
+    _refused(["data", "prepare", "mitdb", "--param", "records"], capsys, "--param 'records': expected KEY=VALUE", db)
+    monkeypatch.setenv("ECGTUNE_HOME", "/proc/ecgtune-test-home")
+    _refused(["search", "--space", "quickstart"], capsys, "ECGTUNE_HOME: the ecgtune home", db)
