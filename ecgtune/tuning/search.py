@@ -189,9 +189,11 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     known = state.spaces[space.experiment_name].get("parent_run_id")
     if known:
         mlf.update_run(known, status="RUNNING")
+        for key, value in tracking.driver_tags().items():  # the resuming process owns it now
+            mlf.set_tag(known, key, value)
         return known
     run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}",
-                         tags={"ecgtune.space": space.name, "ecgtune.search": state.name})
+                         tags={"ecgtune.space": space.name, "ecgtune.search": state.name, **tracking.driver_tags()})
     params = {
         "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
         "models": ",".join(m.name for m in space.models),
@@ -332,6 +334,10 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     records = {}
     for space in spaces:
         exp_id = tracking.experiment_id(mlf, space.experiment_name)
+        closed = tracking.close_orphaned_runs(mlf, exp_id)
+        if closed:
+            echo(f"note: closed {len(closed)} run(s) of {space.experiment_name} left RUNNING by a search process "
+                 f"that is gone, as FAILED: {', '.join(closed)}")
         parent = open_parent_run(mlf, exp_id, state, space)
         state.spaces[space.experiment_name]["parent_run_id"] = parent
         records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])

@@ -105,10 +105,54 @@ def close_open_runs(mlflow_client, exp_id: str, parent_run_id: str, status: str 
     mlflow_client.set_terminated(parent_run_id, status)
 
 
+DRIVER_HOST_TAG, DRIVER_PID_TAG = "ecgtune.driver_host", "ecgtune.driver_pid"  # the process a parent run belongs to
+
+
+def driver_tags() -> dict[str, str]:
+    """Tags naming this search process, so that a later search can tell its runs were orphaned."""
+    import socket
+
+    return {DRIVER_HOST_TAG: socket.gethostname(), DRIVER_PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def close_orphaned_runs(mlflow_client, exp_id: str) -> list[str]:
+    """Close as FAILED the parent runs of ``exp_id`` left RUNNING by a search process of this machine that
+    is gone (killed, or its MLflow store unwritable when it tried to close them), with their trial runs.
+    Runs of live processes and of other machines are left alone. Returns the closed parent runs' names."""
+    import socket
+
+    host = socket.gethostname()
+    parents = mlflow_client.search_runs(
+        [exp_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{DRIVER_HOST_TAG}` = '{host}'")
+    closed = []
+    for run in parents:
+        pid = run.data.tags.get(DRIVER_PID_TAG, "")
+        if pid.isdigit() and not _alive(int(pid)):
+            close_open_runs(mlflow_client, exp_id, run.info.run_id, "FAILED")
+            closed.append(run.info.run_name or run.info.run_id)
+    return closed
+
+
 def unit_tags(config: dict) -> dict[str, str]:
     tags = {tag: str(config.get(key) or "all") for key, tag in UNIT_TAGS.items()}
     tags["ecgtune.model"] = config["model"]["name"]
     return tags
+
+
+def trial_end_ms(trial) -> int | None:
+    """When the trial reported its last result (Ray's own timestamp, seconds), in ms; None if unknown."""
+    stamp = (getattr(trial, "last_result", None) or {}).get("timestamp")
+    return int(stamp * 1000) if isinstance(stamp, (int, float)) and stamp > 0 else None
 
 
 class MLflowTrialRuns(Callback):
@@ -177,7 +221,9 @@ class MLflowTrialRuns(Callback):
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
             with checkpoint.as_directory() as d:
                 self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
-        self.mlflow.set_terminated(run_id, "FINISHED")
+        # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
+        # above, and behind other trials' events): the UI's duration is the trial's own.
+        self.mlflow.set_terminated(run_id, "FINISHED", end_time=trial_end_ms(trial))
         self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
 
     def on_trial_error(self, iteration, trials, trial, **info):

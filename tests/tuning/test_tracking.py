@@ -80,3 +80,32 @@ def test_a_failed_trial_run_says_why(tmp_path):
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert run.info.status == "FAILED"
     assert run.data.tags["ecgtune.error"] == "torch.OutOfMemoryError: CUDA out of memory."
+
+
+def test_runs_left_running_by_a_search_process_that_is_gone_are_closed_as_failed(tmp_path):
+    """A search whose store became unwritable could not close its runs; the next search of the space closes
+    those of a process of this machine that is gone, never those of a live one."""
+    import subprocess
+    import sys
+
+    uri, client, exp, parent = _setup(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = gone.stdout.strip()
+    host = tracking.driver_tags()[tracking.DRIVER_HOST_TAG]
+    orphan = client.create_run(exp, run_name="orphan", tags={tracking.DRIVER_HOST_TAG: host, tracking.DRIVER_PID_TAG: dead_pid})
+    trial = client.create_run(exp, tags={tracking.PARENT_TAG: orphan.info.run_id})
+    live = client.create_run(exp, run_name="live", tags=tracking.driver_tags())
+    assert tracking.close_orphaned_runs(client, exp) == ["orphan"]
+    status = {r.info.run_id: r.info.status for r in client.search_runs([exp])}
+    assert status[orphan.info.run_id] == "FAILED" and status[trial.info.run_id] == "FAILED"
+    assert status[live.info.run_id] == "RUNNING" and status[parent] == "RUNNING"  # a live process, and no owner tag
+
+
+def test_a_trial_run_ends_when_the_trial_did(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="t3", config=_config(), checkpoint=None, last_result={"timestamp": 2_000_000_000})
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_complete(0, [trial], trial)
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert run.info.end_time == 2_000_000_000_000
