@@ -142,7 +142,12 @@ def init_ray(address: str | None, tracking_uri: str) -> None:
     # expects); ecgtune's own trial runs are written by the driver, so no credentials travel with it.
     runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        except ConnectionError as exc:  # --address auto with no cluster on this machine, a head gone since
+            raise EcgtuneError(f"--address {address}: no Ray cluster to join ({' '.join(str(exc).split())[:300]}); "
+                               "start one (ray up cluster.yaml / ray start --head) or leave --address out "
+                               "for a local Ray") from None
     else:
         ray.init(include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False)
 
