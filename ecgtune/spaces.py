@@ -652,13 +652,14 @@ def spaces_dir() -> Path:
 
 def list_spaces() -> dict[str, str]:
     """Space name -> its one-line description."""
-    import yaml
-
     out = {}
     for path in sorted(spaces_dir().glob("*.yaml")):
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-        out[path.stem] = str(raw.get("description", "")).strip() if isinstance(raw, dict) else ""
+        try:
+            raw = _read_yaml(path) or {}
+        except EcgtuneError as exc:  # one broken file must not hide the others: it is listed as broken
+            out[path.stem] = f"(cannot be used: {str(exc)[:200]})"
+            continue
+        out[path.stem] = " ".join(str(raw.get("description", "")).split())[:300] if isinstance(raw, dict) else ""
     return out
 
 

@@ -115,3 +115,12 @@ def test_bad_places_and_names_are_refused(tmp_path, capsys, no_ray, monkeypatch)
     _refused(["data", "prepare", "mitdb", "--param", "records"], capsys, "--param 'records': expected KEY=VALUE", db)
     monkeypatch.setenv("ECGTUNE_HOME", "/proc/ecgtune-test-home")
     _refused(["search", "--space", "quickstart"], capsys, "ECGTUNE_HOME: the ecgtune home", db)
+
+
+def test_a_broken_file_in_the_spaces_folder_is_listed_as_broken_not_fatal(tmp_path, monkeypatch, capsys):
+    (tmp_path / "quickstart.yaml").write_text(QUICKSTART)
+    (tmp_path / "broken.yaml").write_text("description: [unclosed\n")
+    monkeypatch.setenv("ECGTUNE_SPACES_DIR", str(tmp_path))
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "quickstart  A real Optuna" in out and "broken      (cannot be used:" in out and "not valid YAML" in out

@@ -21,7 +21,7 @@ from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.coverage import skipped_units
 from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
 from ecgtune.tuning.plan import Source, Unit, build_plan, external_sources
-from ecgtune.tuning.state import SearchState, resume_mismatch, what_ran
+from ecgtune.tuning.state import SearchState, resume_mismatch, splits_of, what_ran
 
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
 # last checkpoint; on the local Ray a failing trial is a bug, reported at once.
@@ -319,7 +319,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     name = schedule_name(spaces, suite)
     described = {s.experiment_name: what_ran(s, data[s.experiment_name].key) for s in spaces}
     if resume:
-        state = SearchState.resume(name)
+        state = SearchState.resume(name, splits_of(described))
         differs = resume_mismatch(state.spaces, described)
         if differs:
             raise EcgtuneError(

@@ -19,8 +19,16 @@ from ecgtune.errors import EcgtuneError
 from ecgtune.paths import ecgtune_home, join_storage, storage_root
 
 
-def state_path(name: str) -> Path:
-    return ecgtune_home() / "searches" / f"{name}.json"
+def state_path(name: str, splits: str | None = None) -> Path:
+    """The state file of a schedule, keyed by its split protocol(s) too: an interrupted per_patient search
+    and an interrupted chronological one of the same space are two searches, each resumable."""
+    return ecgtune_home() / "searches" / (f"{name}@{splits}.json" if splits else f"{name}.json")
+
+
+def splits_of(spaces: dict[str, dict]) -> str | None:
+    """The split protocols of a state's spaces, joined ("per_patient", "folds+inter_patient")."""
+    splits = sorted({s["split"] for s in spaces.values() if s.get("split")})
+    return "+".join(splits) or None
 
 
 # What a resumed search must share with the interrupted one, in the order a mismatch is reported.
@@ -77,10 +85,15 @@ class SearchState:
         return cls(name, invocation, join_storage(storage_root(storage), name, invocation), spaces)
 
     @classmethod
-    def resume(cls, name: str) -> "SearchState":
-        path = state_path(name)
+    def resume(cls, name: str, splits: str | None = None) -> "SearchState":
+        """The interrupted search ``name`` under the split protocol(s) ``splits``; a state file written before
+        states were keyed by split is found too (it is checked against this search all the same)."""
+        path = state_path(name, splits)
+        if not path.exists() and state_path(name).exists():
+            path = state_path(name)
         if not path.exists():
-            raise EcgtuneError(f"nothing to resume: no earlier search of {name!r} ({path} does not exist)")
+            raise EcgtuneError(f"nothing to resume: no earlier search of {name!r}"
+                               f"{f' under split {splits}' if splits else ''} ({path} does not exist)")
         try:
             state = cls(**json.loads(path.read_text()))
         except (TypeError, ValueError) as exc:
@@ -93,7 +106,7 @@ class SearchState:
         return state
 
     def save(self) -> None:
-        path = state_path(self.name)
+        path = state_path(self.name, splits_of(self.spaces))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2))

@@ -38,8 +38,10 @@ def test_the_same_search_resumes_and_every_difference_is_named(tmp_path):
 
 
 @pytest.mark.integration
-def test_resuming_with_another_split_exits_2_before_anything_starts(real_data_dir, tmp_path, capsys):
-    """The interrupted search ran per_patient; `--resume --split chronological` is another search."""
+def test_resuming_another_search_exits_2_before_anything_starts(real_data_dir, tmp_path, capsys):
+    """States are kept per split: `--resume --split chronological` finds no interrupted chronological search;
+    an interrupted search whose prepared data differ (edited preprocessing, another data version) is refused,
+    naming the difference, before Ray starts or a run opens."""
     import mlflow
 
     (space,) = shape_search([load_space("quickstart")], smoke_test=True)
@@ -47,13 +49,16 @@ def test_resuming_with_another_split_exits_2_before_anything_starts(real_data_di
 
     key = prepare_data(space, str(real_data_dir)).key
     name = schedule_name([space])
-    state = SearchState.new(name, _ran(space, key))
-    state.save()
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    assert main(["search", "--space", "quickstart", "--smoke-test", "--resume", "--split", "chronological",
-                 "--data-dir", str(real_data_dir), "--mlflow-uri", uri]) == 2
+    common = ["search", "--space", "quickstart", "--smoke-test", "--resume", "--data-dir", str(real_data_dir), "--mlflow-uri", uri]
+    SearchState.new(name, _ran(space, key)).save()
+    assert main([*common, "--split", "chronological"]) == 2
+    assert f"nothing to resume: no earlier search of {name!r} under split chronological" in capsys.readouterr().err
+    state = SearchState.new(name, _ran(space, "another-preparation"))
+    state.save()
+    assert main(common) == 2
     err = capsys.readouterr().err
     assert f"--resume: the interrupted search {name!r} ({state.invocation}) is another search" in err
-    assert "split 'per_patient', this one 'chronological'" in err and "Traceback" not in err
+    assert f"data_key 'another-preparation', this one {key!r}" in err and "Traceback" not in err
     mlflow.set_tracking_uri(uri)
     assert mlflow.search_runs(search_all_experiments=True).empty  # no run opened
