@@ -58,6 +58,7 @@ RHYTHM = "rhythm"  # the input of R-R features beside the beat (ecgtune.transfor
 NEIGHBOURS = "neighbours"  # the beat with the N beats before it and the next (ecgtune.transforms.beat_context)
 _RPEAK_SOURCES = ("reference", "detector")
 _LABEL_SETS = ("binary", "aami")
+_UNKEYED_DEFAULTS = {"neighbours": 0, "patient_normalise": False}
 _MAX_NEIGHBOURS = 16  # preceding beats an example may show: more is a rhythm strip, not a beat
 _CAP_SEED = 0  # max_per_record draws with a fixed seed so the smoke-test subset never changes
 
@@ -274,6 +275,9 @@ class MitBih:
             names = [r for r in self.RECORDS if r not in paced]
         else:
             names = self._normalise_records(records)
+        # Options added after their defaults' behaviour existed leave the key alone at those defaults: the
+        # same examples keep the same data key (registered champions are compared and reused by it).
+        p = {k: v for k, v in p.items() if not (k in _UNKEYED_DEFAULTS and v == _UNKEYED_DEFAULTS[k])}
         return {"mode": mode, "records": names, **dict(sorted(p.items()))}
 
     def _normalise_records(self, records: Iterable[str | int] | str | int) -> list[str]:

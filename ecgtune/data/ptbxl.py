@@ -29,7 +29,10 @@ from ecgtune.data.splits import SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
-FORMAT_VERSION = 2  # 2: max_records keeps each fold's classes (spread_over_folds)
+FORMAT_VERSION = 1
+# max_records takes each fold's classes in turn (spread_over_folds) since this was added to the key: only
+# capped (smoke) preparations changed, so only they get a new key; full preparations keep theirs.
+CAPPED_RULE = {"max_records_rule": "classes_in_turn"}
 
 TABLE_FILE = "ptbxl_database.csv"
 STATEMENTS_FILE = "scp_statements.csv"
@@ -205,6 +208,7 @@ class PtbXl:
             "dataset": self.name,
             "format_version": FORMAT_VERSION,
             **resolved,
+            **(CAPPED_RULE if resolved.get("max_records") is not None else {}),
             "table_sha256": cache.sha256_file(self.folder / TABLE_FILE),
             "statements_sha256": cache.sha256_file(self.folder / STATEMENTS_FILE),
         }

@@ -300,9 +300,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.resources import check_storage, cluster_view, local_view, trial_resources
     from ecgtune.tuning.searcher import UnitSearcher
-    from ecgtune.tuning.tuner import param_space, run_trials
-
     from ecgtune.tuning.targets import check_targets
+    from ecgtune.tuning.tuner import param_space, run_trials
 
     check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
     plan = build_plan(spaces)
@@ -348,15 +347,15 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
     state.save()
     echo(f"search {name} ({state.invocation}): {len(plan)} unit{'' if len(plan) == 1 else 's'}, MLflow {mlf.tracking_uri}")
-    for unit in whole_plan:
-        if unit.key in skipped:
-            echo(f"  skipped {unit.key}: {skipped[unit.key]}")
-            mlf.set_tag(records[unit.space.experiment_name].parent_run_id, f"{unit.name}/skipped", skipped[unit.key])
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
         echo(f"note: {note}")
 
     finalizer = None
     try:
+        for unit in whole_plan:
+            if unit.key in skipped:
+                echo(f"  skipped {unit.key}: {skipped[unit.key]}")
+                mlf.set_tag(records[unit.space.experiment_name].parent_run_id, f"{unit.name}/skipped", skipped[unit.key])
         provide_external_weights(mlf, plan, data, state)
         # Each dataset goes into the object store once, whatever the number of units and spaces using it.
         refs = {}
