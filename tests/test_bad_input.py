@@ -124,3 +124,18 @@ def test_a_broken_file_in_the_spaces_folder_is_listed_as_broken_not_fatal(tmp_pa
     assert main(["spaces"]) == 0
     out = capsys.readouterr().out
     assert "quickstart  A real Optuna" in out and "broken      (cannot be used:" in out and "not valid YAML" in out
+
+
+def test_address_auto_without_a_cluster_is_one_line(tmp_path, capsys, monkeypatch, real_data_dir):
+    """Ray's "auto" joins any Ray instance of the machine (CI runs several), so "none there" is Ray's own
+    ConnectionError, raised here as Ray raises it; before the fix it came out as a traceback."""
+    import ray
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    db = tmp_path / "m.db"
+    _refused(["search", "--space", "quickstart", "--smoke-test", "--address", "auto", "--data-dir", str(real_data_dir),
+              "--mlflow-uri", f"sqlite:///{db}"], capsys, "--address auto: no Ray cluster to join (Could not find any", db)
