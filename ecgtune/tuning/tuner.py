@@ -3,6 +3,7 @@ one scheduler, so trials of many units share the cluster's slots."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from ray import tune
@@ -77,6 +78,18 @@ def experiment_path(storage_path: str) -> str:
     return join_storage(storage_path, TUNE_EXPERIMENT)
 
 
+class GoneCheckpointFilter(logging.Filter):
+    """Tune keeps the last two checkpoints of a trial and deletes older ones as new ones come, but its
+    saved state lags behind those deletions. After a crash, a resumed trial's next checkpoint makes Tune
+    delete one that is already gone; it logs that as an error with a traceback and carries on (the trial
+    trains and checkpoints normally). On a resume that line is noise a user cannot act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, FileNotFoundError) and "Error handling checkpoint" in record.getMessage()
+                    and "checkpoint_" in str(exc))
+
+
 def has_tune_state(path: str) -> bool:
     """Whether Tune saved the state of this experiment (its trials and searcher) to go on from.
     (Tuner.can_restore looks for the Tuner's own file, which tune.run does not write.)"""
@@ -102,6 +115,10 @@ def run_trials(*, plan: list[Unit], param_spaces: dict[str, dict], datasets: dic
     units = {u.key: u for u in plan}
     trainable = tune.with_resources(tune.with_parameters(train_fn, datasets=datasets), trial_placement)
     can_resume = resume and has_tune_state(experiment_path(storage_path))
+    if can_resume:
+        controller_log = logging.getLogger("ray.tune.execution.tune_controller")
+        if not any(isinstance(f, GoneCheckpointFilter) for f in controller_log.filters):
+            controller_log.addFilter(GoneCheckpointFilter())
     return tune.run(
         trainable,
         name=TUNE_EXPERIMENT,

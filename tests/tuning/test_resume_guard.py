@@ -62,3 +62,26 @@ def test_resuming_another_search_exits_2_before_anything_starts(real_data_dir, t
     assert f"data_key 'another-preparation', this one {key!r}" in err and "Traceback" not in err
     mlflow.set_tracking_uri(uri)
     assert mlflow.search_runs(search_all_experiments=True).empty  # no run opened
+
+
+def _checkpoint_error_record(exc: BaseException):
+    import logging
+
+    try:
+        raise exc
+    except BaseException:
+        import sys
+
+        info = sys.exc_info()
+    return logging.LogRecord("ray.tune.execution.tune_controller", logging.ERROR, __file__, 1,
+                             "Trial %s: Error handling checkpoint %s", ("train_fn_1", "cp"), info)
+
+
+def test_a_checkpoint_tune_deleted_before_a_crash_is_not_reported_on_resume():
+    from ecgtune.tuning.tuner import GoneCheckpointFilter
+
+    gone = FileNotFoundError("Path not found: (fs, /r/trials/f66b30ac/checkpoint_000000)")
+    assert not GoneCheckpointFilter().filter(_checkpoint_error_record(gone))
+    # any other failure to handle a checkpoint still reaches the user
+    assert GoneCheckpointFilter().filter(_checkpoint_error_record(OSError("No space left on device")))
+    assert GoneCheckpointFilter().filter(_checkpoint_error_record(FileNotFoundError("/r/model.pt")))
