@@ -50,6 +50,29 @@ def cmd_by_value(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Read the searches in MLflow and write one static HTML page with PNG figures (per experiment: the
+    selected model of every unit with its test figures and 95 percent intervals, scratch vs fine-tuned
+    per patient, learning curves, confusion matrices) and trials.parquet, one row per trial run."""
+    from pathlib import Path
+
+    from ecgtune.reporting.page import write_report
+    from ecgtune.tuning import tracking
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per downloaded figure
+    experiments = [*(args.experiment or []),
+                   *(f"{name}-smoke" if args.smoke_test else name for name in (args.space or []))]
+    mlf = tracking.client(tracking.tracking_uri(args.mlflow_uri))
+    out = Path(args.out)
+    ui_url = args.mlflow_ui_url
+    if ui_url is None:
+        ui_url = mlf.tracking_uri if mlf.tracking_uri.startswith(("http://", "https://")) else tracking.LOCAL_UI
+    counts = write_report(mlf, experiments or None, out, ui_url=ui_url or None)
+    print(f"report: {out / 'index.html'} ({counts['experiments']} experiment(s), {counts['units']} units); "
+          f"{out / 'trials.parquet'} ({counts['trials']} trial runs)")
+    return 0
+
+
 def _csv(text: str | None, flag: str) -> list[str] | None:
     if text is None:
         return None
@@ -142,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     by_value.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
     by_value.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR")
     by_value.set_defaults(func=cmd_by_value)
+
+    report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
+    report.add_argument("--space", action="append", help="a space whose experiment to report (repeatable); "
+                        "default: every experiment holding an ecgtune search")
+    report.add_argument("--experiment", action="append", help="an MLflow experiment by name (repeatable)")
+    report.add_argument("--smoke-test", action="store_true", help="the --space's smoke-test experiment")
+    report.add_argument("--out", default="ecgtune-report", help="folder to write into; default: ./ecgtune-report")
+    report.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
+    report.add_argument("--mlflow-ui-url",
+                        help="where the MLflow UI shows this store, for the links to runs ('' for none); default: "
+                        "the tracking server, or `mlflow ui`'s http://127.0.0.1:5000 for a local store")
+    report.set_defaults(func=cmd_report)
 
     spaces = sub.add_parser("spaces", help=cmd_spaces.__doc__, description=cmd_spaces.__doc__)
     spaces.set_defaults(func=cmd_spaces)

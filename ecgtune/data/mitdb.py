@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, kachuee, segment, signal_files
+from ecgtune.data import cache, kachuee, progress, segment, signal_files
 from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import FIXED, SIGNAL, Examples
 from ecgtune.data.splits import SPLIT_NAMES, assign_split
@@ -297,7 +297,8 @@ class MitBih:
     def _build(self, p: dict[str, Any]) -> Examples:
         self.download(p["records"])
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
-        parts = [self._prepare_record(record, p) for record in p["records"]]
+        parts = [self._prepare_record(record, p)
+                 for record in progress.steps(p["records"], total=len(p["records"]), what=f"{self.name}: preparing")]
         length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
         empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {}),
                  **({NEIGHBOURS: (p["neighbours"] + 2, length)} if p.get("neighbours") else {})}

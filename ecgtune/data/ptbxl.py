@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, segment, signal_files
+from ecgtune.data import cache, progress, segment, signal_files
 from ecgtune.data import ptbxl_records as records
 from ecgtune.data._registry import register_dataset
 from ecgtune.data.examples import FIXED, SIGNAL, Examples
@@ -260,7 +260,8 @@ class PtbXl:
                                              np.array([int(y) for _, y in labelled]) if single and labelled else None)
             labelled = [labelled[i] for i in keep]
         self._download_missing([f"{r.record_path(p['rate'])}.{ext}" for r, _ in labelled for ext in RECORD_EXTENSIONS])
-        prepared = [records.prepare_record(*self._read_leads(r, p["rate"], p["leads"]), p) for r, _ in labelled]
+        prepared = [records.prepare_record(*self._read_leads(r, p["rate"], p["leads"]), p)
+                    for r, _ in progress.steps(labelled, total=len(labelled), what=f"{self.name}: preparing")]
         n = len(labelled)
         if prepared:
             inputs = {name: np.stack([inputs[name] for inputs in prepared]) for name in prepared[0]}

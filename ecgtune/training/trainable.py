@@ -8,6 +8,7 @@ The test split is never touched here; it is evaluated once, after selection on v
 from __future__ import annotations
 
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -209,8 +210,10 @@ def train_fn(config: dict, datasets=None) -> None:
         value = metrics[metric]
         improved = _improved(value, best, mode)
         best, stale = (value, 0) if improved else (best, stale + 1)
+        # reported_at: when this epoch ended, to the millisecond (Ray's own timestamp is whole seconds, which
+        # made a short trial's MLflow run end before it started).
         metrics.update(epoch=epoch, lr=optimizer.param_groups[0]["lr"], best_metric=best if best is not None else float("nan"),
-                       **placement)
+                       reported_at=time.time(), **placement)
         patience = cfg["early_stopping_patience"]
         if improved:
             with tempfile.TemporaryDirectory() as d:

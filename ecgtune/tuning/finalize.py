@@ -208,7 +208,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         if np.isfinite(value):
             mlf.log_metric(run_id, name, value)
             mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
-    mlf.set_tag(run_id, "ecgtune.selected", "true")
+    mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
     if evaluation.predictions is not None:
         log_test_predictions(mlf, run_id, evaluation.predictions, evaluation.label_names)
     thresholds = evaluation.state.get("thresholds")

@@ -143,6 +143,14 @@ def signature(model, example: dict):
     )
 
 
+def saved_with_torch() -> str:
+    """``torch==<version>`` of this process, without a local build tag (+cpu, +cu126): pip resolves the
+    build for the serving machine."""
+    import torch
+
+    return f"torch=={torch.__version__.split('+')[0]}"
+
+
 def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict):
     import mlflow
     import mlflow.pytorch
@@ -157,8 +165,10 @@ def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, ta
             model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
             validate_serving_input=len(arrays) == 1,
             signature=signature(model, example),
-            # Naming the requirements skips MLflow's slow import-tracing inference.
-            pip_requirements=["torch", "ecgtune"],
+            # Naming the requirements skips MLflow's slow import-tracing inference. The model is saved as
+            # an exported program (pt2): loading it needs the torch it was saved with, not ecgtune (which
+            # is not on PyPI, so `mlflow models serve` could not build an environment naming it).
+            pip_requirements=[saved_with_torch()],
         )
     try:
         mlflow_client.get_registered_model(name)

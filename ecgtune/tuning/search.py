@@ -190,7 +190,29 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
     return "+".join(s.experiment_name for s in spaces)
 
 
-def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) -> str:
+def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
+               data_dir: str | None) -> dict[str, dict]:
+    """What each unit's trial runs are named after and which dataset inputs they log."""
+    from ecgtune.paths import data_root
+    from ecgtune.tuning.run_labels import searched_paths, split_profile
+
+    labels = {}
+    for unit in plan:
+        prepared = data[unit.space.experiment_name]
+        labels[unit.key] = {
+            "searched": searched_paths(param_spaces[unit.key]),
+            "several_models": len(unit.space.models) > 1,
+            "inputs": {
+                "dataset": unit.space.dataset, "task": unit.space.task, "data_key": prepared.key,
+                "source": str(data_root(data_dir)), "patient": unit.patient,
+                "profile": split_profile(prepared.split_labels, prepared.examples.records, unit.patient),
+            },
+        }
+    return labels
+
+
+def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, data: PreparedData,
+                    data_dir: str | None) -> str:
     known = state.spaces[space.experiment_name].get("parent_run_id")
     if known:
         mlf.update_run(known, status="RUNNING")
@@ -209,6 +231,12 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace) ->
     for key, value in params.items():
         mlf.log_param(run.info.run_id, key, str(value)[:6000])
     mlf.log_artifact(run.info.run_id, str(space.path), artifact_path="space")
+    from ecgtune.paths import data_root
+    from ecgtune.tuning.run_labels import dataset_inputs, split_profile
+
+    profile = split_profile(data.split_labels, data.examples.records, None)
+    mlf.log_inputs(run.info.run_id, datasets=dataset_inputs(
+        dataset=space.dataset, task=space.task, data_key=data.key, source=str(data_root(data_dir)), profile=profile))
     return run.info.run_id
 
 
@@ -342,7 +370,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         if closed:
             echo(f"note: closed {len(closed)} run(s) of {space.experiment_name} left RUNNING by a search process "
                  f"that is gone, as FAILED: {', '.join(closed)}")
-        parent = open_parent_run(mlf, exp_id, state, space)
+        parent = open_parent_run(mlf, exp_id, state, space, data[space.experiment_name], data_dir)
         state.spaces[space.experiment_name]["parent_run_id"] = parent
         records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
     state.save()
@@ -373,7 +401,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         planned = {u.key: u.planned_trials for u in plan}
         callbacks = [
             tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
-                                     resumed=resume),
+                                     resumed=resume, labels=run_labels(plan, spaces_, data, data_dir)),
             TrialLines(planned, {u.key: u.space.metric for u in plan}),
             UnitCompletion(planned, done, finalizer.submit),
             StopOnError(readiness),
@@ -402,8 +430,9 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         for record in records.values():
             tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "FAILED")
         raise
-    for record in records.values():
+    for name, record in records.items():
         mlf.set_terminated(record.parent_run_id, "FINISHED")
+        echo(f"runs of {name}: {tracking.where_to_look(mlf.tracking_uri, record.experiment_id)}")
     state.status = "finished"
     state.save()
     return [UnitSummary(**state.finished[u.key]) if u.key not in skipped else UnitSummary.of_skipped(u, skipped[u.key])

@@ -17,6 +17,7 @@ from ray.tune import Callback
 from ecgtune.paths import ecgtune_home
 
 TRIAL_TAG = "ecgtune.trial_id"
+SELECTED_TAG = "ecgtune.selected"
 PARENT_TAG = "mlflow.parentRunId"
 # What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
 LOGGED_PREFIXES = ("train_", "val_")
@@ -62,13 +63,39 @@ def artifact_location(uri: str, name: str) -> str | None:
     return (database.parent / "mlartifacts" / name).resolve().as_uri()
 
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(mlflow_client, name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
+        exp_id = found.experiment_id
         if found.lifecycle_stage == "deleted":
-            mlflow_client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=artifact_location(mlflow_client.tracking_uri, name))
+            mlflow_client.restore_experiment(exp_id)
+    else:
+        exp_id = mlflow_client.create_experiment(name, artifact_location=artifact_location(mlflow_client.tracking_uri, name))
+    # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces, all empty); this
+    # kind opens it on the table of training runs. Set on older experiments too.
+    if (found.tags.get(EXPERIMENT_KIND_TAG) if found is not None else None) != EXPERIMENT_KIND:
+        mlflow_client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp_id
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def runs_page(ui_url: str, experiment_id: str) -> str:
+    """The experiment's table of training runs in the MLflow UI. MLflow 3.17's UI picks its GenAI or model
+    training view from a switch the browser remembers (GenAI at first), not from the experiment's kind
+    tag: the URL names the view."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def where_to_look(uri: str, experiment_id: str) -> str:
+    """How a user opens a search's runs: the server's page, or the command that serves a local store."""
+    if uri.startswith(("http://", "https://")):
+        return runs_page(uri, experiment_id)
+    return f"mlflow ui --backend-store-uri {uri}, then {runs_page(LOCAL_UI, experiment_id)}"
 
 
 def numeric_metrics(result: dict) -> dict[str, float]:
@@ -155,10 +182,15 @@ def unit_tags(config: dict) -> dict[str, str]:
     return tags
 
 
-def trial_end_ms(trial) -> int | None:
-    """When the trial reported its last result (Ray's own timestamp, seconds), in ms; None if unknown."""
-    stamp = (getattr(trial, "last_result", None) or {}).get("timestamp")
-    return int(stamp * 1000) if isinstance(stamp, (int, float)) and stamp > 0 else None
+def trial_end_ms(trial, started_ms: int | None = None) -> int | None:
+    """When the trial reported its last result, in ms (the trainable's own time, else Ray's timestamp in
+    whole seconds), never before the run started; None if unknown."""
+    result = getattr(trial, "last_result", None) or {}
+    stamp = next((result[k] for k in ("reported_at", "timestamp")
+                  if isinstance(result.get(k), (int, float)) and result[k] > 0), None)
+    if stamp is None:
+        return None
+    return max(int(stamp * 1000), started_ms or 0)
 
 
 class MLflowTrialRuns(Callback):
@@ -170,13 +202,18 @@ class MLflowTrialRuns(Callback):
     trial retried after its node failed keeps its run.
     """
 
-    def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False):
+    def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False,
+                 labels: dict[str, dict] | None = None):
         self.uri, self.parents, self.resumed = uri, parents, resumed
+        # Per unit key: "searched" (config paths the search chooses), "several_models" (whether its space
+        # holds several, so the run name says which), "inputs" (dataset_inputs' arguments).
+        self.labels = labels or {}
         self._client = None
         self._runs: dict[str, str] = {}
+        self._started: dict[str, int] = {}  # per trial id, its run's start time (ms)
 
     def __getstate__(self):
-        return dict(self.__dict__, _client=None, _runs={})
+        return dict(self.__dict__, _client=None, _runs={}, _started={})
 
     @property
     def mlflow(self):
@@ -191,15 +228,26 @@ class MLflowTrialRuns(Callback):
             existing = find_trial_run(self.mlflow, exp_id, parent_run_id, trial.trial_id) if self.resumed else None
             if existing is not None:
                 run_id = existing.info.run_id
+                self._started[trial.trial_id] = existing.info.start_time
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
-                tags = dict(unit_tags(trial.config), **{PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id})
-                run = self.mlflow.create_run(exp_id, run_name=str(trial), tags=tags)
-                run_id = run.info.run_id
                 from mlflow.entities import Param
 
+                from ecgtune.tuning.run_labels import dataset_inputs, trial_run_name
+
+                # "false" until selection marks one run of the unit "true": a column that sorts in the UI.
+                tags = dict(unit_tags(trial.config), **{PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id,
+                                                        SELECTED_TAG: "false"})
+                label = self.labels.get(trial.config["unit"])
+                name = (trial_run_name(trial.config, label["searched"], several_models=label["several_models"])
+                        if label else str(trial))
+                run = self.mlflow.create_run(exp_id, run_name=name, tags=tags)
+                run_id = run.info.run_id
+                self._started[trial.trial_id] = run.info.start_time
                 params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
                 self.mlflow.log_batch(run_id, params=params)
+                if label:
+                    self.mlflow.log_inputs(run_id, datasets=dataset_inputs(**label["inputs"]))
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
@@ -229,7 +277,7 @@ class MLflowTrialRuns(Callback):
                 self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
         # above, and behind other trials' events): the UI's duration is the trial's own.
-        self.mlflow.set_terminated(run_id, "FINISHED", end_time=trial_end_ms(trial))
+        self.mlflow.set_terminated(run_id, "FINISHED", end_time=trial_end_ms(trial, self._started.pop(trial.trial_id, None)))
         self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -239,3 +287,4 @@ class MLflowTrialRuns(Callback):
         self.mlflow.set_tag(self.run_id(trial), "ecgtune.error", error_text(trial))
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
         self._runs.pop(trial.trial_id, None)
+        self._started.pop(trial.trial_id, None)

@@ -30,7 +30,8 @@ def _interval(run) -> tuple[int, int]:
     return run.info.start_time, run.info.end_time
 
 
-def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, ray_local, mlflow_uri, capsys):
+def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, ray_local, mlflow_uri, capsys,
+                                                                 tmp_path):
     assert main(["search", "--space", "all_pairs", "--smoke-test", "--mlflow-uri", mlflow_uri,
                  "--data-dir", str(real_data_dir)]) == 0
     out = capsys.readouterr().out
@@ -97,3 +98,15 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     assert all("test_f1_S" in r.data.metrics for r in rhythm)
     images = [r for r in trials["image_ptbxl-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]
     assert len(images) == 4 and all("val_auroc_macro" in r.data.metrics for r in images)
+
+    # The report of the whole study: every unit on the page, every trial run a row of trials.parquet.
+    import pandas as pd
+
+    report = tmp_path / "report"
+    assert main(["report", "--mlflow-uri", mlflow_uri, "--out", str(report)]) == 0
+    frame = pd.read_parquet(report / "trials.parquet")
+    assert sorted(frame["run_id"]) == sorted(r.info.run_id for r in every)
+    page = (report / "index.html").read_text()
+    assert all(r.data.tags["ecgtune.unit"] in page for r in every)
+    assert (report / "finetune_patients-smoke-patients.png").exists()
+    assert (report / "heartbeat_aami-smoke-units.png").exists()

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -60,6 +67,24 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
     for name in models:
         version = client.get_model_version_by_alias(name, "champion")
         assert {"space_file", "split", "git_revision", "data_key", "test_balanced_accuracy"} <= set(version.tags)
+        # The registered version is the logged model of its selected run (the run's Models column); the
+        # SQL registry keeps the link as the version's source, models:/<logged model id>.
+        assert version.source.startswith("models:/m-")
+        logged = client.get_logged_model(version.model_id or version.source[len("models:/"):])
+        assert logged.source_run_id == version.run_id and version.run_id in {c.info.run_id for c in selected}
+
+    # What the MLflow UI shows: the training-runs view, runs named for what they are, their data.
+    experiment = client.get_experiment_by_name(f"{space}-smoke")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert not any(c.info.run_name.startswith("train_fn_") for c in children)
+    assert sorted(c.data.tags["ecgtune.selected"] for c in children) == ["false"] * (n_trials - len(models)) + ["true"] * len(models)
+    assert all(c.info.run_name.split()[0] == c.data.tags["ecgtune.stage"] for c in children)
+    data_key = children[0].data.params["data"]
+    for c in [*children, parents[0]]:
+        inputs = c.inputs.dataset_inputs
+        assert {i.dataset.digest for i in inputs} == {data_key}
+        assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} <= {"train", "validation", "test"}
+        assert "train" in {t.value for i in inputs for t in i.tags}
 
 
 def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ray_local, mlflow_uri):
@@ -80,6 +105,56 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     assert logits.shape == (50, 1) and torch.isfinite(logits).all()
     predictions = (torch.sigmoid(logits[:, 0]) > 0.5).numpy().astype(np.int64)
     assert set(np.unique(predictions)) <= {0, 1}
+
+    # What serving it needs is the torch it was saved with, and nothing that is not on PyPI.
+    uri = f"models:/{_name('pretrain')}@champion"
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "ecgtune" not in requirements
+    # `mlflow models serve` of the champion answers a scoring request with what the model computes.
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri)
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        answer = score_when_up(f"http://127.0.0.1:{port}", {"inputs": test.x[:5].tolist()}, server, timeout=180)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    served = np.asarray(answer["predictions"], dtype=np.float32)
+    assert served.shape == (5, 1)
+    np.testing.assert_allclose(served, logits[:5].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def score_when_up(base: str, payload: dict, server, timeout: float) -> dict:
+    """POST to /invocations once /ping answers; fails if the server exits or never comes up."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert server.poll() is None, f"mlflow models serve exited with {server.returncode}"
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        assert time.monotonic() < deadline, "mlflow models serve did not answer /ping"
+        time.sleep(1)
+    request = urllib.request.Request(f"{base}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return json.loads(r.read())
 
 
 def _lines_until(proc, pattern: str, timeout: float) -> list[str]:

@@ -109,3 +109,23 @@ def test_a_trial_run_ends_when_the_trial_did(tmp_path):
     callback.on_trial_complete(0, [trial], trial)
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert run.info.end_time == 2_000_000_000_000
+
+
+def test_a_trial_shorter_than_a_second_does_not_end_before_it_started(tmp_path):
+    import time
+
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    # Ray's timestamp is whole seconds: truncated, it can fall before the run's start (in ms).
+    trial = FakeTrial(trial_id="t4", config=_config(), checkpoint=None, last_result={"timestamp": int(time.time()) - 1})
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_complete(0, [trial], trial)
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert run.info.end_time >= run.info.start_time
+    # The trainable's own time, to the millisecond, wins over Ray's.
+    precise = FakeTrial(trial_id="t5", config=_config(), checkpoint=None,
+                        last_result={"timestamp": 2_000_000_000, "reported_at": 2_000_000_000.25})
+    callback.on_trial_start(0, [precise], precise)
+    callback.on_trial_complete(0, [precise], precise)
+    run = client.search_runs([exp], filter_string="tags.`ecgtune.trial_id` = 't5'")[0]
+    assert run.info.end_time == 2_000_000_000_250

@@ -1,0 +1,21 @@
+"""A progress bar for the data steps a user waits on (downloads, preparing records): it appears only once
+a step has taken a few seconds, and only on a terminal, so logs and quick cached runs stay clean."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+SHOW_AFTER_S = 3.0
+
+
+def steps(items: Iterable[T], *, total: int | None, what: str, unit: str = "record", file=None,
+          delay: float = SHOW_AFTER_S) -> Iterator[T]:
+    """Iterate ``items`` with a tqdm bar on stderr described by ``what`` (e.g. "mitdb: preparing")."""
+    from tqdm import tqdm
+
+    stream = file if file is not None else sys.stderr
+    on_terminal = file is not None or getattr(stream, "isatty", lambda: False)()
+    yield from tqdm(items, total=total, desc=what, unit=unit, file=stream, delay=delay, disable=not on_terminal,
+                    leave=False, dynamic_ncols=True)

@@ -1,0 +1,98 @@
+"""The report's PNG figures, drawn from the trials table (and, for learning curves, the selected runs'
+per-epoch metric histories)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display where reports are made (CI, a cluster head)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def test_measure(metric: str) -> str:
+    """The test figure matching a selection metric: val_f1_macro -> test_f1_macro."""
+    return "test_" + metric[len("val_"):] if metric.startswith("val_") else f"test_{metric}"
+
+
+def _with_interval(rows, measure: str):
+    values = rows.get(measure, np.nan)
+    low = rows.get(f"{measure}_ci_low", values)
+    high = rows.get(f"{measure}_ci_high", values)
+    return (np.asarray(values, float), np.asarray(low, float), np.asarray(high, float))
+
+
+def unit_bars(selected, measure: str, title: str, path: Path) -> bool:
+    """One bar per unit: the selected trial's test figure, its bootstrap 95 % interval as the error bar
+    (none where the test part was too small to draw one). False when no unit has a test figure."""
+    if measure not in selected or selected[measure].isna().all():
+        return False
+    plt = _pyplot()
+    rows = selected.sort_values("unit")
+    values, low, high = _with_interval(rows, measure)
+    errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+    labels = [u.split("/", 1)[-1] for u in rows["unit"]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 2), 3.6))
+    ax.bar(range(len(labels)), values, yerr=np.nan_to_num(errors), capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(measure)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def scratch_vs_finetuned(selected, measure: str, title: str, path: Path) -> bool:
+    """Per patient, the scratch and the fine-tuned model's test figure with their intervals: the
+    per-patient study's question in one picture. False unless both stages have patients."""
+    per_patient = selected[selected["patient"].notna()]
+    stages = [s for s in ("scratch", "finetune") if s in set(per_patient["stage"])]
+    if len(stages) < 2 or measure not in per_patient:
+        return False
+    plt = _pyplot()
+    patients = sorted(set(per_patient["patient"]))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(patients) + 2), 3.6))
+    for offset, stage, colour in ((-0.15, "scratch", "#dd8452"), (0.15, "finetune", "#4c72b0")):
+        rows = per_patient[per_patient["stage"] == stage].set_index("patient").reindex(patients)
+        values, low, high = _with_interval(rows, measure)
+        errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+        ax.errorbar(np.arange(len(patients)) + offset, values, yerr=np.nan_to_num(errors), fmt="o", capsize=3,
+                    color=colour, label=stage)
+    ax.set_xticks(range(len(patients)), labels=patients, rotation=60, fontsize=7)
+    ax.set_xlabel("patient (record)")
+    ax.set_ylabel(measure)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def learning_curves(histories: dict[str, list[tuple[int, float]]], metric: str, title: str, path: Path) -> bool:
+    """The selection metric per epoch of each selected trial (label: its unit), side by side."""
+    if not any(histories.values()):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, points in sorted(histories.items()):
+        if points:
+            steps, values = zip(*sorted(points))
+            ax.plot(steps, values, marker=".", label=label.split("/", 1)[-1])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    if len(histories) <= 12:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
