@@ -60,7 +60,8 @@ def _unit_rows(client, frame, parent_tags: dict[str, str]) -> list[dict]:
             row.update(selected=best["run_name"], run_id=best["run_id"], metric=best["metric"],
                        val=best["best_metric"], measure=measure, test=best.get(measure),
                        low=best.get(f"{measure}_ci_low"), high=best.get(f"{measure}_ci_high"),
-                       epochs=None if best["epochs"] != best["epochs"] else int(best["epochs"]), registered=_registered(client, best["run_id"]))
+                       epochs=None if math.isnan(best["epochs"]) else int(best["epochs"]),
+                       registered=_registered(client, best["run_id"]))
         rows.append(row)
     # Units the search left out (too few examples to select fairly) are shown with the reason.
     for key, reason in sorted(parent_tags.items()):
@@ -75,10 +76,9 @@ def experiment_section(client, name: str, out: Path) -> tuple[ExperimentSection,
     if found is None or not rows:
         return None
     frame = trials_frame(rows)
-    parents = {r.info.run_id: r for r in client.search_runs([found.experiment_id], max_results=1000,
-                                                            filter_string="tags.`ecgtune.search` != ''")}
     parent_tags = {}
-    for parent in parents.values():
+    parents = client.search_runs([found.experiment_id], max_results=1000, filter_string="tags.`ecgtune.search` != ''")
+    for parent in parents:
         parent_tags.update(parent.data.tags)
     section = ExperimentSection(name, found.experiment_id, _unit_rows(client, frame, parent_tags))
     selected = frame[frame["selected"]].drop_duplicates("unit", keep="last")
@@ -98,7 +98,8 @@ def experiment_section(client, name: str, out: Path) -> tuple[ExperimentSection,
                                    out / f"{slug}-curves.png"):
             section.figures.append((f"{slug}-curves.png", "Learning curves of the selected trials"))
         for unit, run_id in zip(selected["unit"], selected["run_id"]):
-            copied = _copy_confusion_matrix(client, run_id, out / f"{slug}-{_slug(unit.split('/', 1)[-1])}-confusion.png")
+            target = out / f"{slug}-{_slug(unit.split('/', 1)[-1])}-confusion.png"
+            copied = _copy_confusion_matrix(client, run_id, target)
             if copied:
                 section.figures.append((copied.name, f"Confusion matrix on test: {unit}"))
     return section, frame

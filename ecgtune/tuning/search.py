@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgtune.errors import EcgtuneError
+from ecgtune.paths import data_root
 from ecgtune.spaces import SearchSpace
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.coverage import skipped_units
 from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
 from ecgtune.tuning.plan import Source, Unit, build_plan, external_sources
+from ecgtune.tuning.run_labels import dataset_inputs, searched_paths, split_profile
 from ecgtune.tuning.state import SearchState, resume_mismatch, splits_of, what_ran
 
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
@@ -193,9 +195,6 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
 def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
                data_dir: str | None) -> dict[str, dict]:
     """What each unit's trial runs are named after and which dataset inputs they log."""
-    from ecgtune.paths import data_root
-    from ecgtune.tuning.run_labels import searched_paths, split_profile
-
     labels = {}
     for unit in plan:
         prepared = data[unit.space.experiment_name]
@@ -231,9 +230,6 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
     for key, value in params.items():
         mlf.log_param(run.info.run_id, key, str(value)[:6000])
     mlf.log_artifact(run.info.run_id, str(space.path), artifact_path="space")
-    from ecgtune.paths import data_root
-    from ecgtune.tuning.run_labels import dataset_inputs, split_profile
-
     profile = split_profile(data.split_labels, data.examples.records, None)
     mlf.log_inputs(run.info.run_id, datasets=dataset_inputs(
         dataset=space.dataset, task=space.task, data_key=data.key, source=str(data_root(data_dir)), profile=profile))

@@ -74,8 +74,9 @@ def experiment_id(mlflow_client, name: str) -> str:
             mlflow_client.restore_experiment(exp_id)
     else:
         exp_id = mlflow_client.create_experiment(name, artifact_location=artifact_location(mlflow_client.tracking_uri, name))
-    # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces, all empty); this
-    # kind opens it on the table of training runs. Set on older experiments too.
+    # MLflow's UI reads this kind to open an experiment on its training runs rather than its GenAI overview
+    # (traces, all empty), where it has no GenAI / Model training switch; 3.17 has one (see runs_page).
+    # Set on older experiments too.
     if (found.tags.get(EXPERIMENT_KIND_TAG) if found is not None else None) != EXPERIMENT_KIND:
         mlflow_client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp_id
@@ -277,7 +278,8 @@ class MLflowTrialRuns(Callback):
                 self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
         # above, and behind other trials' events): the UI's duration is the trial's own.
-        self.mlflow.set_terminated(run_id, "FINISHED", end_time=trial_end_ms(trial, self._started.pop(trial.trial_id, None)))
+        end = trial_end_ms(trial, self._started.pop(trial.trial_id, None))
+        self.mlflow.set_terminated(run_id, "FINISHED", end_time=end)
         self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
 
     def on_trial_error(self, iteration, trials, trial, **info):
