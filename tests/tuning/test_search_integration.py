@@ -112,14 +112,19 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "ecgtune" not in requirements
     # `mlflow models serve` of the champion answers a scoring request with what the model computes.
     port = free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri)
+    # The server runs `uvicorn` by name: the environment's scripts must be on PATH, as in an activated venv.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri,
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
                                "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         answer = score_when_up(f"http://127.0.0.1:{port}", {"inputs": test.x[:5].tolist()}, server, timeout=180)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        try:  # the server and the uvicorn it started share their own process group
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         server.wait(timeout=30)
     served = np.asarray(answer["predictions"], dtype=np.float32)
     assert served.shape == (5, 1)
