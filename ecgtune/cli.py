@@ -12,7 +12,7 @@ from ecgtune.errors import EcgtuneError
 def cmd_search(args) -> int:
     """Run named search spaces on a Ray cluster (local Ray by default), tracked in MLflow: every unit of
     every space in one schedule."""
-    from ecgtune.report import format_summary
+    from ecgtune.reporting.summary_tables import format_summary
     from ecgtune.spaces import load_search, shape_search
     from ecgtune.tuning.resources import parse_resources
 

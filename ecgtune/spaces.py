@@ -55,6 +55,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+VALIDATION_PREFIX = "val_"  # every selection metric is a validation one (parse_space checks it)
+
+
+def measure_of(metric: str) -> str:
+    """The measure a selection metric names, to find it among the test figures (``test_<measure>``):
+    val_f1_macro -> f1_macro."""
+    return metric[len(VALIDATION_PREFIX):] if metric.startswith(VALIDATION_PREFIX) else metric
+
+
 def _fail(where: str, key: str, expected: str, got: Any) -> EcgtuneError:
     shown = repr(got)
     shown = shown if len(shown) <= MAX_MESSAGE else shown[:MAX_MESSAGE] + "... (cut)"
@@ -477,7 +486,7 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
 
     if raw["mode"] not in ("max", "min"):
         raise _fail(where, "mode", "max or min", raw["mode"])
-    if not isinstance(raw["metric"], str) or not raw["metric"].startswith("val_"):
+    if not isinstance(raw["metric"], str) or not raw["metric"].startswith(VALIDATION_PREFIX):
         raise _fail(where, "metric", "a validation metric such as val_balanced_accuracy (selection is on validation)", raw["metric"])
 
     resources = raw.get("resources") or {}

@@ -175,7 +175,7 @@ class Cinc2017:
         n, full = len(names), p["sequence_length"]
         signal = np.zeros((n, full), np.float32)
         lengths = np.zeros(n, np.int64)
-        for i, record in enumerate(progress.steps(names, total=n, what=f"{self.name}: reading")):
+        for i, record in enumerate(progress.steps(names, what=f"{self.name}: reading")):
             lead = read_recording(self.folder / f"{record}.mat")[:full]
             signal[i, : len(lead)], lengths[i] = lead, len(lead)
         with torch.no_grad():

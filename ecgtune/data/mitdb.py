@@ -298,7 +298,7 @@ class MitBih:
         self.download(p["records"])
         label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
         parts = [self._prepare_record(record, p)
-                 for record in progress.steps(p["records"], total=len(p["records"]), what=f"{self.name}: preparing")]
+                 for record in progress.steps(p["records"], what=f"{self.name}: preparing")]
         length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
         empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {}),
                  **({NEIGHBOURS: (p["neighbours"] + 2, length)} if p.get("neighbours") else {})}

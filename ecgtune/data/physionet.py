@@ -61,7 +61,7 @@ class PhysioNetRelease:
                     f"{self.base_url}{CHECKSUM_LIST}: {shown}; a file without a published SHA-256 is not "
                     "downloaded unverified"
                 )
-            for relative in progress.steps(missing, total=len(missing), what=f"{self.title}: downloading", unit="file"):
+            for relative in progress.steps(missing, what=f"{self.title}: downloading", unit="file"):
                 self.fetch(relative, checksums[relative])
 
     def published_checksums(self, missing: list[str]) -> dict[str, str]:

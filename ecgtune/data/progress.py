@@ -10,9 +10,10 @@ T = TypeVar("T")
 SHOW_AFTER_S = 3.0
 
 
-def steps(items: Iterable[T], *, total: int | None, what: str, unit: str = "record", file=None,
+def steps(items: Iterable[T], *, what: str, total: int | None = None, unit: str = "record", file=None,
           delay: float = SHOW_AFTER_S) -> Iterator[T]:
-    """Iterate ``items`` with a tqdm bar on stderr described by ``what`` (e.g. "mitdb: preparing")."""
+    """Iterate ``items`` with a tqdm bar on stderr described by ``what`` (e.g. "mitdb: preparing"); its
+    total is ``len(items)`` unless given."""
     from tqdm import tqdm
 
     stream = file if file is not None else sys.stderr

@@ -261,7 +261,7 @@ class PtbXl:
             labelled = [labelled[i] for i in keep]
         self._download_missing([f"{r.record_path(p['rate'])}.{ext}" for r, _ in labelled for ext in RECORD_EXTENSIONS])
         prepared = [records.prepare_record(*self._read_leads(r, p["rate"], p["leads"]), p)
-                    for r, _ in progress.steps(labelled, total=len(labelled), what=f"{self.name}: preparing")]
+                    for r, _ in progress.steps(labelled, what=f"{self.name}: preparing")]
         n = len(labelled)
         if prepared:
             inputs = {name: np.stack([inputs[name] for inputs in prepared]) for name in prepared[0]}

@@ -17,16 +17,25 @@ def _pyplot():
     return plt
 
 
-def test_measure(metric: str) -> str:
-    """The test figure matching a selection metric: val_f1_macro -> test_f1_macro."""
-    return "test_" + metric[len("val_"):] if metric.startswith("val_") else f"test_{metric}"
+def _values_and_errors(rows, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' ``measure`` and, as matplotlib's two-row yerr, the distances to its interval's ends
+    (zero where no interval was drawn)."""
+    values = np.asarray(rows.get(measure, np.nan), float)
+    low = np.asarray(rows.get(f"{measure}_ci_low", values), float)
+    high = np.asarray(rows.get(f"{measure}_ci_high", values), float)
+    errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+    return values, np.nan_to_num(errors)
 
 
-def _with_interval(rows, measure: str):
-    values = rows.get(measure, np.nan)
-    low = rows.get(f"{measure}_ci_low", values)
-    high = rows.get(f"{measure}_ci_high", values)
-    return (np.asarray(values, float), np.asarray(low, float), np.asarray(high, float))
+def _finish(plt, fig, ax, path: Path, *, title: str, ylabel: str, xlabel: str | None = None) -> bool:
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def unit_bars(selected, measure: str, title: str, path: Path) -> bool:
@@ -36,18 +45,12 @@ def unit_bars(selected, measure: str, title: str, path: Path) -> bool:
         return False
     plt = _pyplot()
     rows = selected.sort_values("unit")
-    values, low, high = _with_interval(rows, measure)
-    errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+    values, errors = _values_and_errors(rows, measure)
     labels = [u.split("/", 1)[-1] for u in rows["unit"]]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 2), 3.6))
-    ax.bar(range(len(labels)), values, yerr=np.nan_to_num(errors), capsize=3, color="#4c72b0")
+    ax.bar(range(len(labels)), values, yerr=errors, capsize=3, color="#4c72b0")
     ax.set_xticks(range(len(labels)), labels=labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(measure)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _finish(plt, fig, ax, path, title=title, ylabel=measure)
 
 
 def scratch_vs_finetuned(selected, measure: str, title: str, path: Path) -> bool:
@@ -62,19 +65,12 @@ def scratch_vs_finetuned(selected, measure: str, title: str, path: Path) -> bool
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(patients) + 2), 3.6))
     for offset, stage, colour in ((-0.15, "scratch", "#dd8452"), (0.15, "finetune", "#4c72b0")):
         rows = per_patient[per_patient["stage"] == stage].set_index("patient").reindex(patients)
-        values, low, high = _with_interval(rows, measure)
-        errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
-        ax.errorbar(np.arange(len(patients)) + offset, values, yerr=np.nan_to_num(errors), fmt="o", capsize=3,
-                    color=colour, label=stage)
+        values, errors = _values_and_errors(rows, measure)
+        ax.errorbar(np.arange(len(patients)) + offset, values, yerr=errors, fmt="o", capsize=3, color=colour,
+                    label=stage)
     ax.set_xticks(range(len(patients)), labels=patients, rotation=60, fontsize=7)
-    ax.set_xlabel("patient (record)")
-    ax.set_ylabel(measure)
-    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _finish(plt, fig, ax, path, title=title, ylabel=measure, xlabel="patient (record)")
 
 
 def learning_curves(histories: dict[str, list[tuple[int, float]]], metric: str, title: str, path: Path) -> bool:
@@ -87,12 +83,6 @@ def learning_curves(histories: dict[str, list[tuple[int, float]]], metric: str, 
         if points:
             steps, values = zip(*sorted(points))
             ax.plot(steps, values, marker=".", label=label.split("/", 1)[-1])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title(title, fontsize=9)
     if len(histories) <= 12:
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _finish(plt, fig, ax, path, title=title, ylabel=metric, xlabel="epoch")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from ecgtune.errors import EcgtuneError
 from ecgtune.reporting import figures
+from ecgtune.reporting.summary_tables import with_interval
 from ecgtune.reporting.trials_table import trial_rows, trials_frame, write_parquet
-from ecgtune.tuning.tracking import runs_page
+from ecgtune.spaces import measure_of
+from ecgtune.tuning.tracking import runs_page, search_parents
 
 
 @dataclass
@@ -56,10 +58,11 @@ def _unit_rows(client, frame, parent_tags: dict[str, str]) -> list[dict]:
         row = {"unit": unit, "trials": len(trials), "failed": int((trials["status"] == "FAILED").sum())}
         if len(chosen):
             best = chosen.iloc[-1]  # a resumed or repeated search selects again: the latest counts
-            measure = figures.test_measure(best["metric"] or "")
+            measure = measure_of(best["metric"] or "")
+            test = {k: best[k] for k in (f"test_{measure}", f"test_{measure}_ci_low", f"test_{measure}_ci_high")
+                    if k in best and not math.isnan(best[k])}
             row.update(selected=best["run_name"], run_id=best["run_id"], metric=best["metric"],
-                       val=best["best_metric"], measure=measure, test=best.get(measure),
-                       low=best.get(f"{measure}_ci_low"), high=best.get(f"{measure}_ci_high"),
+                       val=best["best_metric"], measure=measure, test=test,
                        epochs=None if math.isnan(best["epochs"]) else int(best["epochs"]),
                        registered=_registered(client, best["run_id"]))
         rows.append(row)
@@ -72,19 +75,18 @@ def _unit_rows(client, frame, parent_tags: dict[str, str]) -> list[dict]:
 
 def experiment_section(client, name: str, out: Path) -> tuple[ExperimentSection, object] | None:
     found = client.get_experiment_by_name(name)
-    rows = trial_rows(client, name)
-    if found is None or not rows:
+    rows = trial_rows(client, name, found.experiment_id) if found is not None else []
+    if not rows:
         return None
     frame = trials_frame(rows)
     parent_tags = {}
-    parents = client.search_runs([found.experiment_id], max_results=1000, filter_string="tags.`ecgtune.search` != ''")
-    for parent in parents:
+    for parent in search_parents(client, found.experiment_id):
         parent_tags.update(parent.data.tags)
     section = ExperimentSection(name, found.experiment_id, _unit_rows(client, frame, parent_tags))
     selected = frame[frame["selected"]].drop_duplicates("unit", keep="last")
     metric = next((m for m in selected["metric"] if m), None)
     if metric:
-        measure = figures.test_measure(metric)
+        measure = f"test_{measure_of(metric)}"
         slug = _slug(name)
         if figures.scratch_vs_finetuned(selected, measure, "scratch vs fine-tuned per patient (test, 95 % CI)",
                                         out / f"{slug}-patients.png"):
@@ -147,14 +149,13 @@ def render(sections: list[ExperimentSection], ui_url: str | None) -> str:
                 parts.append(f"<tr><td>{html.escape(row['unit'])}</td><td>{row['trials']}</td>"
                              "<td colspan='5'>none selected (unfinished or failed)</td></tr>")
                 continue
-            interval = (f" [{_fmt(row['low'])}, {_fmt(row['high'])}]"
-                        if row["low"] is not None and not math.isnan(row["low"]) else "")
             failed = f" ({row['failed']} failed)" if row["failed"] else ""
             parts.append(
                 f"<tr><td>{html.escape(row['unit'])}</td><td>{row['trials']}{failed}</td>"
                 f"<td>{link(section, row['run_id'], row['selected'])}</td>"
                 f"<td>{html.escape(row['metric'] or '')} {_fmt(row['val'])}</td>"
-                f"<td>{html.escape(row['measure'])} {_fmt(row['test'])}{interval}</td><td>{_fmt(row['epochs'])}</td>"
+                f"<td>test {html.escape(row['measure'])} {with_interval(row['test'], row['measure'])}</td>"
+                f"<td>{_fmt(row['epochs'])}</td>"
                 f"<td>{html.escape(row['registered'])}</td></tr>")
         parts.append("</table>")
         for file_name, caption in section.figures:
@@ -168,7 +169,7 @@ def ecgtune_experiments(client) -> list[str]:
     """Experiments holding an ecgtune search (a parent run tagged by it)."""
     names = []
     for experiment in client.search_experiments(max_results=1000):
-        if client.search_runs([experiment.experiment_id], filter_string="tags.`ecgtune.search` != ''", max_results=1):
+        if search_parents(client, experiment.experiment_id, max_results=1):
             names.append(experiment.name)
     return sorted(names)
 

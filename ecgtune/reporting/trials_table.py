@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from ecgtune.tuning.tracking import PARENT_TAG, TRIAL_TAG
+from ecgtune.tuning.tracking import ERROR_TAG, LOCATION_TAGS, MODEL_TAG, PARENT_TAG, SELECTED_TAG, TRIAL_TAG, UNIT_TAGS
 
 # Fixed columns first; then every searched or fixed training value (train.*, model.hparams.*), the last
 # value of every logged metric (val_*, train_*), and the selected trials' test figures (test_*).
@@ -29,18 +29,18 @@ def _time(ms: int | None):
 
 def trial_row(experiment: str, run) -> dict:
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    unit = {key: tags.get(tag) for key, tag in UNIT_TAGS.items()}  # space, unit, stage, patient
     row = {
-        "experiment": experiment, "space": tags.get("ecgtune.space", experiment), "unit": tags.get("ecgtune.unit"),
-        "stage": tags.get("ecgtune.stage"),
-        "patient": None if tags.get("ecgtune.patient") in (None, "all") else tags["ecgtune.patient"],
-        "model": tags.get("ecgtune.model"), "trial_id": tags.get(TRIAL_TAG), "run_id": run.info.run_id,
+        "experiment": experiment, **unit, "space": unit["space"] or experiment,
+        "patient": None if unit["patient"] == "all" else unit["patient"],  # "all": a unit without patients
+        "model": tags.get(MODEL_TAG), "trial_id": tags.get(TRIAL_TAG), "run_id": run.info.run_id,
         "run_name": run.info.run_name, "parent_run_id": tags.get(PARENT_TAG), "status": run.info.status,
-        "selected": tags.get("ecgtune.selected") == "true", "metric": params.get("metric"),
+        "selected": tags.get(SELECTED_TAG) == "true", "metric": params.get("metric"),
         "best_metric": metrics.get("best_metric"),
         "epochs": int(metrics["epoch"]) if "epoch" in metrics else None,
         "start": _time(run.info.start_time), "end": _time(run.info.end_time),
-        "node": tags.get("ray.hostname") or tags.get("ray.node_ip"), "gpu_ids": tags.get("ray.gpu_ids"),
-        "error": tags.get("ecgtune.error"),
+        "node": tags.get(LOCATION_TAGS["hostname"]) or tags.get(LOCATION_TAGS["node_ip"]),
+        "gpu_ids": tags.get(LOCATION_TAGS["gpu_ids"]), "error": tags.get(ERROR_TAG),
     }
     for key, value in sorted(params.items()):
         if key.startswith(("train.", "model.hparams.")):
@@ -51,14 +51,11 @@ def trial_row(experiment: str, run) -> dict:
     return row
 
 
-def trial_rows(client, experiment: str) -> list[dict]:
+def trial_rows(client, experiment: str, experiment_id: str) -> list[dict]:
     """One row per trial run of ``experiment`` (parent runs left out), oldest first."""
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
     rows, token = [], None
     while True:
-        page = client.search_runs([found.experiment_id], max_results=1000, page_token=token,
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token,
                                   order_by=["attributes.start_time ASC"])
         rows.extend(trial_row(experiment, r) for r in page if TRIAL_TAG in r.data.tags)
         token = page.token

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.report import with_interval
+from ecgtune.reporting.summary_tables import with_interval
+from ecgtune.spaces import measure_of
 from ecgtune.tuning import tracking
 
 
@@ -64,7 +65,8 @@ def last_search(mlf, experiment_name: str):
 def trial_runs_of(mlf, experiment_id: str, parent_run_id: str, stage: str):
     return mlf.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and tags.`ecgtune.stage` = '{stage}'",
+        filter_string=(f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' "
+                       f"and tags.`{tracking.UNIT_TAGS['stage']}` = '{stage}'"),
         max_results=5000,
     )
 
@@ -104,13 +106,13 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
             evaluation = evaluate_in_search(space, Checkpoint.from_directory(local), data, None)
         rows.append(ValueRow(value=value, trials=count, run_id=run.info.run_id,
                              val_metric=run.data.metrics["best_metric"],
-                             selected=run.data.tags.get("ecgtune.selected") == "true", test=evaluation.metrics))
+                             selected=run.data.tags.get(tracking.SELECTED_TAG) == "true", test=evaluation.metrics))
     return rows, tuple(data.examples.label_names)
 
 
 def format_rows(rows: list[ValueRow], param: str, metric: str, label_names=()) -> str:
     """The table; for tasks that report a per-label AUROC (multi-label), a second one of those."""
-    measure = metric[len("val_"):]
+    measure = measure_of(metric)
     head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + ' [95% CI]':>32}  "
             f"{'test macro F1 [95% CI]':>32}  run")
     lines = [head]

@@ -22,7 +22,7 @@ from ecgtune.data import split_has_test
 from ecgtune.errors import EcgtuneError
 from ecgtune.models.transfer import WHOLE_MODEL
 from ecgtune.paths import join_storage
-from ecgtune.spaces import Domain
+from ecgtune.spaces import Domain, measure_of
 from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import promotion, tracking
@@ -177,7 +177,7 @@ def unit_line(unit: Unit, s: UnitSummary) -> str:
     failed = f", {s.failed_trials} of {unit.planned_trials} trials failed" if s.failed_trials else ""
     if s.failed_trials * 2 > unit.planned_trials:  # selected among the few that ran: say so loudly
         failed = f", MOST TRIALS FAILED ({s.failed_trials} of {unit.planned_trials}): selected among the rest"
-    measure = unit.space.metric[len("val_"):]
+    measure = measure_of(unit.space.metric)
     test = (f"test {measure} {s.test.get('test_' + measure, float('nan')):.4f}, "
             f"test macro F1 {s.test.get('test_f1_macro', float('nan')):.4f}") if s.test else "no test part"
     kept = f" (champion kept: {s.champion_kept_because})" if s.champion_kept_because else ""
@@ -198,7 +198,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
     best = select_best(outcomes, space.mode, unit.key)
     with_test = split_has_test(space.split)
-    measure = space.metric[len("val_"):]
+    measure = measure_of(space.metric)
     evaluation = evaluate_in_search(space, best.checkpoint, data, unit.patient, with_test)
     run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)
     if run is None:

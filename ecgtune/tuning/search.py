@@ -195,7 +195,7 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
 def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
                data_dir: str | None) -> dict[str, dict]:
     """What each unit's trial runs are named after and which dataset inputs they log."""
-    labels = {}
+    labels, source = {}, str(data_root(data_dir))
     for unit in plan:
         prepared = data[unit.space.experiment_name]
         labels[unit.key] = {
@@ -203,7 +203,7 @@ def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, 
             "several_models": len(unit.space.models) > 1,
             "inputs": {
                 "dataset": unit.space.dataset, "task": unit.space.task, "data_key": prepared.key,
-                "source": str(data_root(data_dir)), "patient": unit.patient,
+                "source": source, "patient": unit.patient,
                 "profile": split_profile(prepared.split_labels, prepared.examples.records, unit.patient),
             },
         }
@@ -218,8 +218,8 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
         for key, value in tracking.driver_tags().items():  # the resuming process owns it now
             mlf.set_tag(known, key, value)
         return known
-    run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}",
-                         tags={"ecgtune.space": space.name, "ecgtune.search": state.name, **tracking.driver_tags()})
+    tags = {tracking.UNIT_TAGS["space"]: space.name, tracking.SEARCH_TAG: state.name, **tracking.driver_tags()}
+    run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags=tags)
     params = {
         "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
         "models": ",".join(m.name for m in space.models),

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ecgtune.errors import EcgtuneError
+from ecgtune.spaces import measure_of
 from ecgtune.training.batches import TensorSplit, select
 from ecgtune.training.checkpoint import model_from_checkpoint_dir
 from ecgtune.training.loop import predict
@@ -68,7 +69,7 @@ def interval_measures(measure: str, label_names) -> tuple[str, ...]:
 def evaluate_in_search(space, checkpoint, data, patient: str | None, with_test: bool = True) -> Evaluation:
     """evaluate_test as a search scores a unit's model on ``data`` (PreparedData): intervals of the
     space's selection measure and of interval_measures, from fewer draws in smoke runs."""
-    measure = space.metric[len("val_"):]
+    measure = measure_of(space.metric)
     return evaluate_test(checkpoint, data.examples, data.split_labels, patient, with_test,
                          intervals_for=interval_measures(measure, data.examples.label_names),
                          resamples=SMOKE_RESAMPLES if space.smoke_test else None)

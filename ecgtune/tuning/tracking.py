@@ -18,6 +18,9 @@ from ecgtune.paths import ecgtune_home
 
 TRIAL_TAG = "ecgtune.trial_id"
 SELECTED_TAG = "ecgtune.selected"
+SEARCH_TAG = "ecgtune.search"  # on a parent run: the search (invocation name) it records
+MODEL_TAG = "ecgtune.model"
+ERROR_TAG = "ecgtune.error"  # on a failed trial run: why it failed
 PARENT_TAG = "mlflow.parentRunId"
 # What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
 LOGGED_PREFIXES = ("train_", "val_")
@@ -77,7 +80,7 @@ def experiment_id(mlflow_client, name: str) -> str:
     # MLflow's UI reads this kind to open an experiment on its training runs rather than its GenAI overview
     # (traces, all empty), where it has no GenAI / Model training switch; 3.17 has one (see runs_page).
     # Set on older experiments too.
-    if (found.tags.get(EXPERIMENT_KIND_TAG) if found is not None else None) != EXPERIMENT_KIND:
+    if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         mlflow_client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp_id
 
@@ -127,6 +130,11 @@ def find_trial_run(mlflow_client, exp_id: str, parent_run_id: str, trial_id: str
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def search_parents(mlflow_client, exp_id: str, max_results: int = 1000) -> list:
+    """The parent runs ecgtune searches opened in ``exp_id`` (one per invocation)."""
+    return mlflow_client.search_runs([exp_id], filter_string=f"tags.`{SEARCH_TAG}` != ''", max_results=max_results)
 
 
 def close_open_runs(mlflow_client, exp_id: str, parent_run_id: str, status: str = "FAILED") -> None:
@@ -179,7 +187,7 @@ def close_orphaned_runs(mlflow_client, exp_id: str) -> list[str]:
 
 def unit_tags(config: dict) -> dict[str, str]:
     tags = {tag: str(config.get(key) or "all") for key, tag in UNIT_TAGS.items()}
-    tags["ecgtune.model"] = config["model"]["name"]
+    tags[MODEL_TAG] = config["model"]["name"]
     return tags
 
 
@@ -286,7 +294,7 @@ class MLflowTrialRuns(Callback):
         from ecgtune.tuning.completion import error_text
 
         # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
-        self.mlflow.set_tag(self.run_id(trial), "ecgtune.error", error_text(trial))
+        self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error_text(trial))
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
         self._runs.pop(trial.trial_id, None)
         self._started.pop(trial.trial_id, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgtune.data import Examples
-from ecgtune.report import format_summary
+from ecgtune.reporting.summary_tables import format_summary
 from ecgtune.spaces import load_space, shape_search
 from ecgtune.tuning.coverage import coverage_gap, skipped_units
 from ecgtune.tuning.finalize import UnitSummary

@@ -1,6 +1,6 @@
 """The plain-text report: per-class figures as the task has them (multi-class or multi-label)."""
 
-from ecgtune.report import format_summary
+from ecgtune.reporting.summary_tables import format_summary
 from ecgtune.tuning.finalize import UnitSummary
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ecgtune.spaces import measure_of
+
 
 def _fmt(value) -> str:
     return "   -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
@@ -53,7 +55,7 @@ def format_summary(summaries, metric: str) -> str:
     """One table per stage (the selection metric on validation and on test, test macro F1); per-class
     figures for multi-class tasks; scratch vs fine-tuned per patient."""
     lines = []
-    measure = metric[len("val_"):]  # the same measure on test
+    measure = measure_of(metric)
     for stage in dict.fromkeys(s.stage for s in summaries):
         rows = [s for s in summaries if s.stage == stage and not s.skipped]
         skipped = [s for s in summaries if s.stage == stage and s.skipped]
