@@ -4,19 +4,19 @@ a step has taken a few seconds, and only on a terminal, so logs and quick cached
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TypeVar
+from typing import Collection, Iterator, TypeVar
 
 T = TypeVar("T")
 SHOW_AFTER_S = 3.0
 
 
-def steps(items: Iterable[T], *, what: str, total: int | None = None, unit: str = "record", file=None,
+def steps(items: Collection[T], *, what: str, unit: str = "record", file=None,
           delay: float = SHOW_AFTER_S) -> Iterator[T]:
-    """Iterate ``items`` with a tqdm bar on stderr described by ``what`` (e.g. "mitdb: preparing"); its
-    total is ``len(items)`` unless given."""
+    """Iterate ``items`` with a tqdm bar on stderr described by ``what`` (e.g. "mitdb: preparing"), out of
+    ``len(items)``."""
     from tqdm import tqdm
 
     stream = file if file is not None else sys.stderr
     on_terminal = file is not None or getattr(stream, "isatty", lambda: False)()
-    yield from tqdm(items, total=total, desc=what, unit=unit, file=stream, delay=delay, disable=not on_terminal,
+    yield from tqdm(items, total=len(items), desc=what, unit=unit, file=stream, delay=delay, disable=not on_terminal,
                     leave=False, dynamic_ncols=True)

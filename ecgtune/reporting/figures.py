@@ -27,14 +27,15 @@ def _values_and_errors(rows, measure: str) -> tuple[np.ndarray, np.ndarray]:
     return values, np.nan_to_num(errors)
 
 
-def _finish(plt, fig, ax, path: Path, *, title: str, ylabel: str, xlabel: str | None = None) -> bool:
+def _finish(fig, ax, path: Path, *, title: str, ylabel: str, xlabel: str | None = None) -> bool:
+    """Label, title and save a figure, then close it: a report of many units keeps none open."""
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return True
 
 
@@ -50,7 +51,7 @@ def unit_bars(selected, measure: str, title: str, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 2), 3.6))
     ax.bar(range(len(labels)), values, yerr=errors, capsize=3, color="#4c72b0")
     ax.set_xticks(range(len(labels)), labels=labels, rotation=60, ha="right", fontsize=7)
-    return _finish(plt, fig, ax, path, title=title, ylabel=measure)
+    return _finish(fig, ax, path, title=title, ylabel=measure)
 
 
 def scratch_vs_finetuned(selected, measure: str, title: str, path: Path) -> bool:
@@ -70,7 +71,7 @@ def scratch_vs_finetuned(selected, measure: str, title: str, path: Path) -> bool
                     label=stage)
     ax.set_xticks(range(len(patients)), labels=patients, rotation=60, fontsize=7)
     ax.legend(fontsize=8)
-    return _finish(plt, fig, ax, path, title=title, ylabel=measure, xlabel="patient (record)")
+    return _finish(fig, ax, path, title=title, ylabel=measure, xlabel="patient (record)")
 
 
 def learning_curves(histories: dict[str, list[tuple[int, float]]], metric: str, title: str, path: Path) -> bool:
@@ -85,4 +86,4 @@ def learning_curves(histories: dict[str, list[tuple[int, float]]], metric: str, 
             ax.plot(steps, values, marker=".", label=label.split("/", 1)[-1])
     if len(histories) <= 12:
         ax.legend(fontsize=6)
-    return _finish(plt, fig, ax, path, title=title, ylabel=metric, xlabel="epoch")
+    return _finish(fig, ax, path, title=title, ylabel=metric, xlabel="epoch")

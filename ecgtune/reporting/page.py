@@ -59,10 +59,8 @@ def _unit_rows(client, frame, parent_tags: dict[str, str]) -> list[dict]:
         if len(chosen):
             best = chosen.iloc[-1]  # a resumed or repeated search selects again: the latest counts
             measure = measure_of(best["metric"] or "")
-            test = {k: best[k] for k in (f"test_{measure}", f"test_{measure}_ci_low", f"test_{measure}_ci_high")
-                    if k in best and not math.isnan(best[k])}
             row.update(selected=best["run_name"], run_id=best["run_id"], metric=best["metric"],
-                       val=best["best_metric"], measure=measure, test=test,
+                       val=best["best_metric"], measure=measure, test=with_interval(best, measure),
                        epochs=None if math.isnan(best["epochs"]) else int(best["epochs"]),
                        registered=_registered(client, best["run_id"]))
         rows.append(row)
@@ -154,7 +152,7 @@ def render(sections: list[ExperimentSection], ui_url: str | None) -> str:
                 f"<tr><td>{html.escape(row['unit'])}</td><td>{row['trials']}{failed}</td>"
                 f"<td>{link(section, row['run_id'], row['selected'])}</td>"
                 f"<td>{html.escape(row['metric'] or '')} {_fmt(row['val'])}</td>"
-                f"<td>test {html.escape(row['measure'])} {with_interval(row['test'], row['measure'])}</td>"
+                f"<td>test {html.escape(row['measure'])} {row['test']}</td>"
                 f"<td>{_fmt(row['epochs'])}</td>"
                 f"<td>{html.escape(row['registered'])}</td></tr>")
         parts.append("</table>")

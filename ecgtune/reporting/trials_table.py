@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from ecgtune.tuning.tracking import ERROR_TAG, LOCATION_TAGS, MODEL_TAG, PARENT_TAG, SELECTED_TAG, TRIAL_TAG, UNIT_TAGS
+from ecgtune.tuning.tracking import (ERROR_TAG, LOCATION_TAGS, LOGGED_PREFIXES, MODEL_TAG, PARENT_TAG, SELECTED_TAG,
+                                     TRIAL_TAG, UNIT_TAGS)
 
 # Fixed columns first; then every searched or fixed training value (train.*, model.hparams.*), the last
 # value of every logged metric (val_*, train_*), and the selected trials' test figures (test_*).
 COLUMNS = ("experiment", "space", "unit", "stage", "patient", "model", "trial_id", "run_id", "run_name",
            "parent_run_id", "status", "selected", "metric", "best_metric", "epochs", "start", "end", "node",
            "gpu_ids", "error")
+METRIC_PREFIXES = LOGGED_PREFIXES + ("test_",)  # what trials report, and the test figures of selected ones
 
 
 def _number_or_text(text: str):
@@ -46,7 +48,7 @@ def trial_row(experiment: str, run) -> dict:
         if key.startswith(("train.", "model.hparams.")):
             row[key] = _number_or_text(value)
     for key, value in sorted(metrics.items()):
-        if key.startswith(("val_", "train_", "test_")) and math.isfinite(value):
+        if key.startswith(METRIC_PREFIXES) and math.isfinite(value):
             row[key] = value
     return row
 
