@@ -95,7 +95,7 @@ def cmd_spaces(args) -> int:
 
 def cmd_data_prepare(args) -> int:
     """Download (if missing) and prepare a dataset once, so that searches start from the cache."""
-    from ecgtune.data import get_dataset
+    from ecgtune.data import describe_notes, get_dataset
 
     params = {}
     for item in args.param or []:
@@ -103,8 +103,12 @@ def cmd_data_prepare(args) -> int:
         if not sep or not key.strip():
             raise EcgtuneError(f"--param {item!r}: expected KEY=VALUE, e.g. records=[100,101] or mode=beats")
         params[key.strip()] = _parse_scalar(value, item)
-    examples = get_dataset(args.dataset, root=args.data_dir).prepare(**params)
-    counts = {name: int((examples.y == i).sum()) for i, name in enumerate(examples.label_names)}
+    extra = {"path": args.path} if args.path else {}
+    examples = get_dataset(args.dataset, root=args.data_dir, **extra).prepare(**params)
+    for line in describe_notes(examples.notes):
+        print(line)
+    counts = {name: int(examples.y[:, i].sum() if examples.multi_label else (examples.y == i).sum())
+              for i, name in enumerate(examples.label_names)}
     shapes = ", ".join(f"{name} {shape}" for name, shape in examples.input_shapes.items())
     print(f"{args.dataset}: {len(examples)} examples ({shapes}) from "
           f"{len(set(examples.records))} records; classes {counts}")
@@ -186,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = data_sub.add_parser("prepare", help=cmd_data_prepare.__doc__, description=cmd_data_prepare.__doc__)
     prepare.add_argument("dataset", help="a dataset name, e.g. mitdb")
     prepare.add_argument("--data-dir", help="folder holding the datasets")
+    prepare.add_argument("--path", help="the database folder of dataset wfdb (absolute, or below the data folder)")
     prepare.add_argument("--param", action="append", metavar="KEY=VALUE", help="a preprocessing parameter, repeatable")
     prepare.set_defaults(func=cmd_data_prepare)
     return parser

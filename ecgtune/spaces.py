@@ -247,6 +247,8 @@ class SearchSpace:
     smoke_test: bool = False
     transfer: TransferSpec | None = None
     resources_when: dict = field(default_factory=dict)  # model hyperparameter -> value -> {cpu, gpu}
+    dataset_args: dict = field(default_factory=dict)  # the dataset's own keys (wfdb's path)
+    split_options: dict = field(default_factory=dict)  # the protocol's options the space sets (fractions, seed)
 
     def stage(self, name: str) -> StageSpec | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -299,12 +301,18 @@ class SearchSpace:
         return dataclasses.replace(self, stages=tuple(stages))
 
     def with_split(self, split: str) -> "SearchSpace":
-        """The same space under another split protocol (the --split option)."""
-        from ecgtune.data import list_splits
+        """The same space under another split protocol (the --split option), with that protocol's defaults on
+        this dataset (the space's options were for its own protocol)."""
+        from ecgtune.data import protocol_options
 
-        if split not in list_splits():
-            raise EcgtuneError(f"--split: unknown split protocol {split!r}; known: {', '.join(list_splits())}")
-        return dataclasses.replace(self, split=split)
+        protocol_options(self.dataset, self.preprocessing, split, where=f"--split on {self.path}")
+        return dataclasses.replace(self, split=split, split_options={})
+
+    def resolved_split_options(self) -> dict:
+        """The options the split protocol runs with: the dataset's defaults for it, then the space's."""
+        from ecgtune.data import protocol_options
+
+        return protocol_options(self.dataset, self.preprocessing, self.split, self.split_options, where=str(self.path))
 
     def shrunk(self, patients_given: bool) -> "SearchSpace":
         """The --smoke-test version: few epochs, few patients, capped examples, the grid kept."""
@@ -471,16 +479,33 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         raise _fail(where, "task", "a short name of lower-case letters, digits and _ (e.g. aami_beats)", raw["task"])
 
     dataset = raw["dataset"]
-    _check_keys(dataset, where, "dataset", {"name", "split", "preprocessing"}, {"name"})
-    from ecgtune.data import list_datasets, list_splits
+    _check_keys(dataset, where, "dataset", {"name", "split", "preprocessing", "path"}, {"name"})
+    from ecgtune.data import dataset_class, list_datasets, list_splits, protocol_options
 
     if dataset["name"] not in list_datasets():
         raise _fail(where, "dataset.name", f"one of {list_datasets()}", dataset["name"])
-    split = dataset.get("split", "per_patient")
+    own_keys = getattr(dataset_class(dataset["name"]), "space_keys", ())
+    dataset_args = {k: dataset[k] for k in own_keys if k in dataset}
+    for key in set(dataset) - {"name", "split", "preprocessing"} - set(own_keys):
+        raise _fail(where, f"dataset.{key}", f"no such key for dataset {dataset['name']!r} (only wfdb takes a path)",
+                    dataset[key])
+    for key in own_keys:
+        if key not in dataset_args:
+            raise _fail(where, f"dataset.{key}", f"the {key} of the {dataset['name']} dataset", None)
+        if not isinstance(dataset_args[key], str) or not dataset_args[key].strip():
+            raise _fail(where, f"dataset.{key}", "a folder path", dataset_args[key])
+    split_raw = dataset.get("split", "per_patient")
+    split_options = {}
+    if isinstance(split_raw, dict):
+        _check_keys(split_raw, where, "dataset.split", set(split_raw), {"protocol"})
+        split_options = {k: v for k, v in split_raw.items() if k != "protocol"}
+        split_raw = split_raw["protocol"]
+    split = split_raw
     if split not in list_splits():
         raise _fail(where, "dataset.split", f"one of {list_splits()}", split)
     preprocessing = dataset.get("preprocessing") or {}
     _check_keys(preprocessing, where, "dataset.preprocessing", set(preprocessing))
+    protocol_options(dataset["name"], preprocessing, split, split_options, where=f"{where}: key 'dataset.split'")
 
     models = _parse_models(raw, where)
 
@@ -548,6 +573,8 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         cpu=float(cpu),
         gpu=float(gpu),
         resources_when=resources_when,
+        dataset_args=dataset_args,
+        split_options=split_options,
         patients=tuple(str(p) for p in patients),
         stages=stages,
         smoke=smoke,

@@ -8,9 +8,11 @@ from ecgtune.data import cinc2017 as _cinc2017  # noqa: F401  (registers "cinc20
 from ecgtune.data import kaggle_csv as _kaggle_csv  # noqa: F401  (registers "kaggle_heartbeat")
 from ecgtune.data import mitdb as _mitdb  # noqa: F401  (registers "mitdb")
 from ecgtune.data import ptbxl as _ptbxl  # noqa: F401  (registers "ptbxl")
-from ecgtune.data._registry import get_dataset, list_datasets, register_dataset
+from ecgtune.data import wfdb_dataset as _wfdb_dataset  # noqa: F401  (registers "wfdb")
+from ecgtune.data._registry import dataset_class, get_dataset, list_datasets, protocol_options, register_dataset
 from ecgtune.data.examples import Examples
-from ecgtune.data.splits import assign_split, list_splits, split_by_record, split_has_test
+from ecgtune.data.splits import PATIENT_WISE, assign_split, list_splits, split_by_record, split_has_test
+from ecgtune.data.wfdb_dataset import describe_notes
 
-__all__ = ["Examples", "assign_split", "get_dataset", "list_datasets", "list_splits", "register_dataset",
-           "split_by_record", "split_has_test"]
+__all__ = ["PATIENT_WISE", "Examples", "assign_split", "dataset_class", "describe_notes", "get_dataset", "list_datasets",
+           "list_splits", "protocol_options", "register_dataset", "split_by_record", "split_has_test"]

@@ -58,3 +58,37 @@ def get_dataset(name: str, *, root: str | os.PathLike | None = None, **kwargs: A
         known = ", ".join(list_datasets()) or "(none)"
         raise EcgtuneError(f"unknown dataset {name!r}; known datasets: {known}") from None
     return cls(root=root, **kwargs)
+
+
+def dataset_class(name: str) -> type:
+    """The class registered as ``name``.
+
+    Raises:
+        EcgtuneError: If no dataset is registered under `name`.
+    """
+    if name not in _DATASETS:
+        known = ", ".join(list_datasets()) or "(none)"
+        raise EcgtuneError(f"unknown dataset {name!r}; known datasets: {known}")
+    return _DATASETS[name]
+
+
+def protocol_options(name: str, preprocessing: dict, protocol: str, given: dict | None = None,
+                     where: str = "dataset.split") -> dict:
+    """The options a split protocol runs with on this dataset: the dataset's defaults for it, then ``given``.
+
+    Each dataset declares the protocols that fit it (``protocols(preprocessing)``: protocol -> default options);
+    one that does not fit (PTB-XL's folds on MIT-BIH, a per-record protocol on one example per record) is
+    refused here, before anything is prepared.
+
+    Raises:
+        EcgtuneError: naming ``where``, the protocol and the ones that fit.
+    """
+    from ecgtune.data.splits import check_options, list_splits
+
+    if protocol not in list_splits():
+        raise EcgtuneError(f"{where}: unknown split protocol {protocol!r}; known protocols: {', '.join(list_splits())}")
+    fitting = dataset_class(name).protocols(preprocessing)
+    if protocol not in fitting:
+        raise EcgtuneError(f"{where}: split {protocol!r} does not fit dataset {name!r} with this preprocessing; "
+                           f"it supports {', '.join(sorted(fitting))}")
+    return {**fitting[protocol], **check_options(protocol, dict(given or {}), where)}

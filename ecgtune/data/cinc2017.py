@@ -77,6 +77,13 @@ class Cinc2017:
     def __repr__(self) -> str:
         return f"Cinc2017(root={str(self.root)!r})"
 
+    @staticmethod
+    def protocols(preprocessing: dict) -> dict[str, dict]:
+        """The split protocols that fit: recordings stratified by class, or ECG-DualNet's own random_records
+        (no options: 82 % / 18 % and no test part)."""
+        del preprocessing
+        return {"stratified_records": {}, "random_records": {}}
+
     # ---------------------------------------------------------------- download
 
     def download(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -38,6 +39,8 @@ class Examples:
             for one signal input; augmentations use it to change the signal under every input alike.
         scores: Task scores computed beside the generic metrics (`ecgtune.training.metrics.SCORES`),
             e.g. the PhysioNet/CinC 2017 challenge score.
+        notes: What preparation read and left out, JSON-able (a `wfdb` dataset's lead per record, the
+            records and annotations it dropped and why): printed by a search and logged with the dataset.
     """
 
     inputs: dict[str, np.ndarray]
@@ -49,6 +52,7 @@ class Examples:
     folds: np.ndarray | None = None
     layout: str = SIGNAL
     scores: tuple[str, ...] = field(default_factory=tuple)
+    notes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Coerce once here so every consumer can rely on the dtypes of the contract.
@@ -120,7 +124,8 @@ class Examples:
 
     def _with(self, **fields) -> Examples:
         return Examples(**{"inputs": self.inputs, **{f: getattr(self, f) for f in ARRAY_FIELDS},
-                           "label_names": self.label_names, "layout": self.layout, "scores": self.scores, **fields})
+                           "label_names": self.label_names, "layout": self.layout, "scores": self.scores,
+                           "notes": self.notes, **fields})
 
     def subset(self, mask_or_indices: np.ndarray | Sequence[int] | Sequence[bool]) -> Examples:
         """The examples selected by a boolean mask of length N or by integer indices."""
@@ -137,7 +142,7 @@ class Examples:
 
     @classmethod
     def concatenate(cls, parts: Sequence[Examples], *, label_names: Sequence[str], empty_inputs: dict[str, tuple],
-                    layout: str = SIGNAL, scores: Sequence[str] = ()) -> Examples:
+                    layout: str = SIGNAL, scores: Sequence[str] = (), notes: dict | None = None) -> Examples:
         """Join examples row-wise (e.g. one part per record).
 
         Args:
@@ -150,12 +155,12 @@ class Examples:
                 inputs={name: np.zeros((0, *shape), np.float32) for name, shape in empty_inputs.items()},
                 y=np.zeros(0, np.int64), records=np.zeros(0, dtype=str), patients=np.zeros(0, dtype=str),
                 positions=np.zeros(0, np.int64), folds=np.zeros(0, np.int64), label_names=tuple(label_names),
-                layout=layout, scores=tuple(scores),
+                layout=layout, scores=tuple(scores), notes=dict(notes or {}),
             )
         return cls(
             inputs={name: np.concatenate([p.inputs[name] for p in parts]) for name in parts[0].inputs},
             **{f: np.concatenate([getattr(p, f) for p in parts]) for f in ARRAY_FIELDS},
-            label_names=tuple(label_names), layout=layout, scores=tuple(scores),
+            label_names=tuple(label_names), layout=layout, scores=tuple(scores), notes=dict(notes or {}),
         )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -165,6 +170,8 @@ class Examples:
         arrays["label_names"] = np.asarray(self.label_names, dtype=str)
         arrays["layout"] = np.asarray(self.layout, dtype=str)
         arrays["scores"] = np.asarray(self.scores, dtype=str)
+        if self.notes:
+            arrays["notes"] = np.asarray(json.dumps(self.notes, sort_keys=True), dtype=str)
         return arrays
 
     @classmethod
@@ -181,4 +188,5 @@ class Examples:
             label_names=tuple(arrays["label_names"].tolist()),
             layout=str(arrays["layout"]) if "layout" in arrays else SIGNAL,
             scores=tuple(arrays["scores"].tolist()) if "scores" in arrays else (),
+            notes=json.loads(str(arrays["notes"])) if "notes" in arrays else {},
         )

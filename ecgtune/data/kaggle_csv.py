@@ -116,6 +116,13 @@ class KaggleHeartbeat:
     def __repr__(self) -> str:
         return f"KaggleHeartbeat(root={str(self.root)!r})"
 
+    @staticmethod
+    def protocols(preprocessing: dict) -> dict[str, dict]:
+        """The split protocols that fit: the files' own split (folds) or the seed's random_beats; the files
+        name no record or patient, so no patient-wise protocol can be honest on them."""
+        del preprocessing
+        return {"folds": {}, "random_beats": {}}
+
     # ---------------------------------------------------------------- download
 
     def download(self, task: str | None = None) -> None:

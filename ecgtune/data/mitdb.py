@@ -3,64 +3,22 @@
 from __future__ import annotations
 
 import os
-import zlib
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from ecgtune import paths
-from ecgtune.data import cache, kachuee, progress, segment, signal_files
+from ecgtune.data import beat_task, cache, progress, signal_files
 from ecgtune.data._registry import register_dataset
-from ecgtune.data.examples import FIXED, SIGNAL, Examples
-from ecgtune.data.splits import SPLIT_NAMES, assign_split
+from ecgtune.data.beat_task import BeatLabels
+from ecgtune.data.examples import Examples
+from ecgtune.data.splits import PATIENT_FRACTIONS, SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
-from ecgtune.transforms import beat_context, rhythm
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
 FORMAT_VERSION = 1
-
-# Beat symbols for labels="binary". "!" (ventricular flutter wave) is a non-beat annotation
-# in MIT-BIH, but the seed study counts it abnormal: a flutter window is not a normal one.
-NORMAL_SYMBOLS = frozenset({"N"})
-ABNORMAL_SYMBOLS = frozenset({"L", "R", "A", "a", "J", "S", "V", "F", "e", "j", "E", "/", "f", "!"})
-UNCLASSIFIED_SYMBOLS = frozenset({"Q", "?"})  # neither normal nor abnormal: never label a window
-BINARY_CLASSES = ("normal", "abnormal")
-
-# ANSI/AAMI EC57 beat classes; other annotations (rhythm, noise, "!") are ignored.
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
-AAMI_MAP = {
-    **dict.fromkeys(("N", "L", "R", "e", "j"), "N"),
-    **dict.fromkeys(("A", "a", "J", "S"), "S"),
-    **dict.fromkeys(("V", "E"), "V"),
-    "F": "F",
-    **dict.fromkeys(("/", "f", "Q"), "Q"),
-}
-# A window with several AAMI classes takes the first of these present: ectopic classes
-# outrank fusion, fusion outranks unclassifiable, and N labels only an all-normal window.
-AAMI_WINDOW_PRIORITY = ("V", "S", "F", "Q", "N")
-
-# Beat modes only: the R-R features, the beats around each beat, the patient's amplitude scale.
-_BEAT_CONTEXT_DEFAULTS: dict[str, Any] = {"rhythm": False, "neighbours": 0, "patient_normalise": False}
-_COMMON_DEFAULTS: dict[str, Any] = {"bandpass": (0.4, 30.0), "lead": "MLII", "max_per_record": None}
-_MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "windows": {"labels": "binary", "window_seconds": 1.0, "target_length": 128},
-    "beats": {"labels": "aami", "before_seconds": 0.25, "after_seconds": 0.45, "target_rate": 360, **_BEAT_CONTEXT_DEFAULTS},
-    # Kachuee et al. 2018 (ecgtune/data/kachuee.py): unfiltered, 125 Hz, 187-sample beats.
-    "kachuee": {
-        "labels": "aami", "bandpass": None, "target_rate": kachuee.KACHUEE_RATE,
-        "window_seconds": kachuee.KACHUEE_WINDOW_SECONDS, "rr_factor": kachuee.KACHUEE_RR_FACTOR,
-        "target_length": kachuee.KACHUEE_LENGTH, "rpeaks": "reference", "threshold": kachuee.KACHUEE_THRESHOLD,
-        "match_tolerance": 0.15, **_BEAT_CONTEXT_DEFAULTS,
-    },
-}
-RHYTHM = "rhythm"  # the input of R-R features beside the beat (ecgtune.transforms.rhythm), with rhythm: true
-NEIGHBOURS = "neighbours"  # the beat with the N beats before it and the next (ecgtune.transforms.beat_context)
-_RPEAK_SOURCES = ("reference", "detector")
-_LABEL_SETS = ("binary", "aami")
-_UNKEYED_DEFAULTS = {"neighbours": 0, "patient_normalise": False}
-_MAX_NEIGHBOURS = 16  # preceding beats an example may show: more is a rhythm strip, not a beat
-_CAP_SEED = 0  # max_per_record draws with a fixed seed so the smoke-test subset never changes
+NYQUIST = 180  # Hz: half the 360 Hz of every record, the highest band-pass cut-off
 
 
 @register_dataset("mitdb")
@@ -111,6 +69,13 @@ class MitBih:
 
     def __repr__(self) -> str:
         return f"MitBih(root={str(self.root)!r})"
+
+    @staticmethod
+    def protocols(preprocessing: dict) -> dict[str, dict]:
+        """The split protocols that fit: the seeds' within-record ones and de Chazal's, and whole patients."""
+        del preprocessing
+        return {"per_patient": {}, "chronological": {}, "random_beats": {}, "inter_patient": {},
+                "random_records": dict(PATIENT_FRACTIONS), "stratified_records": {}}
 
     @staticmethod
     def patient_of(record: str | int) -> str:
@@ -218,67 +183,14 @@ class MitBih:
 
     def _resolve(self, mode: str, records: Any, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults, check every parameter, and return the JSON-able dict the cache key hashes."""
-        if mode not in _MODE_DEFAULTS:
-            raise EcgtuneError(f"{self.name}: unknown mode {mode!r}; expected one of {', '.join(_MODE_DEFAULTS)}")
-        defaults = {**_COMMON_DEFAULTS, **_MODE_DEFAULTS[mode]}
-        unknown = sorted(set(params) - set(defaults))
-        if unknown:
-            accepted = ", ".join(["mode", "records", *sorted(defaults)])
-            raise EcgtuneError(
-                f"{self.name}: unknown prepare() parameter {unknown[0]!r} for mode={mode!r}; accepted: {accepted}"
-            )
-        p = {**defaults, **params}
-        if p["labels"] not in _LABEL_SETS:
-            raise EcgtuneError(f"{self.name}: unknown labels {p['labels']!r}; expected one of {', '.join(_LABEL_SETS)}")
-        if p["bandpass"] is not None:
-            try:
-                low, high = (float(v) for v in p["bandpass"])
-            except (TypeError, ValueError):
-                raise EcgtuneError(
-                    f"{self.name}: bandpass must be (low_hz, high_hz) or null, got {p['bandpass']!r}"
-                ) from None
-            if not 0 < low < high < 180:  # 180 Hz: Nyquist of the 360 Hz records
-                raise EcgtuneError(f"{self.name}: bandpass must satisfy 0 < low < high < 180 Hz, got ({low}, {high})")
-            p["bandpass"] = [low, high]
-        if not isinstance(p["lead"], str) or not p["lead"]:
-            raise EcgtuneError(f"{self.name}: lead must be a signal name such as 'MLII', got {p['lead']!r}")
-        _check_positive_int(p, "max_per_record", allow_none=True)
-        for key in ("rhythm", "patient_normalise"):
-            if not isinstance(p.get(key, False), bool):
-                raise EcgtuneError(f"{self.name}: {key} must be true or false, got {p[key]!r}")
-        neighbours = p.get("neighbours", 0)
-        if not isinstance(neighbours, int) or isinstance(neighbours, bool) or not 0 <= neighbours <= _MAX_NEIGHBOURS:
-            raise EcgtuneError(f"{self.name}: neighbours must be a whole number of preceding beats from 0 to "
-                               f"{_MAX_NEIGHBOURS}, got {neighbours!r}")
-        if mode == "windows":
-            _check_positive_number(p, "window_seconds")
-            _check_positive_int(p, "target_length")
-        elif mode == "kachuee":
-            for key in ("window_seconds", "rr_factor", "threshold", "match_tolerance"):
-                _check_positive_number(p, key)
-            _check_positive_int(p, "target_length")
-            _check_positive_int(p, "target_rate")
-            if p["rpeaks"] not in _RPEAK_SOURCES:
-                raise EcgtuneError(
-                    f"{self.name}: rpeaks must be one of {', '.join(_RPEAK_SOURCES)}, got {p['rpeaks']!r}"
-                )
-        else:
-            _check_positive_int(p, "target_rate")
-            for k in ("before_seconds", "after_seconds"):
-                if not isinstance(p[k], (int, float)) or isinstance(p[k], bool) or p[k] < 0:
-                    raise EcgtuneError(f"{self.name}: {k} must be a number >= 0, got {p[k]!r}")
-            if p["before_seconds"] + p["after_seconds"] <= 0:
-                raise EcgtuneError(f"{self.name}: before_seconds + after_seconds must be > 0")
+        p = beat_task.check_params(self.name, mode, params, nyquist=NYQUIST)
         if records is None:
             # AAMI practice leaves the paced records out; Kachuee's set keeps them (paced beats are Q).
             paced = self.PACED_RECORDS if p["labels"] == "aami" and mode != "kachuee" else ()
             names = [r for r in self.RECORDS if r not in paced]
         else:
             names = self._normalise_records(records)
-        # Options added after their defaults' behaviour existed leave the key alone at those defaults: the
-        # same examples keep the same data key (registered champions are compared and reused by it).
-        p = {k: v for k, v in p.items() if not (k in _UNKEYED_DEFAULTS and v == _UNKEYED_DEFAULTS[k])}
-        return {"mode": mode, "records": names, **dict(sorted(p.items()))}
+        return {"mode": mode, "records": names, **p}
 
     def _normalise_records(self, records: Iterable[str | int] | str | int) -> list[str]:
         """Record names as sorted unique str; a single name is accepted too."""
@@ -296,63 +208,15 @@ class MitBih:
 
     def _build(self, p: dict[str, Any]) -> Examples:
         self.download(p["records"])
-        label_names = BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES
-        parts = [self._prepare_record(record, p)
-                 for record in progress.steps(p["records"], what=f"{self.name}: preparing")]
-        length = p["target_length"] if p["mode"] in ("windows", "kachuee") else _beat_length(p)
-        empty = {SIGNAL: (1, length), **({RHYTHM: (len(rhythm.FEATURES),)} if p.get("rhythm") else {}),
-                 **({NEIGHBOURS: (p["neighbours"] + 2, length)} if p.get("neighbours") else {})}
-        # Augmentations remake the inputs from a changed beat; the neighbours come from other beats.
-        layout = FIXED if p.get("neighbours") else SIGNAL
-        return Examples.concatenate(parts, label_names=label_names, empty_inputs=empty, layout=layout)
-
-    def _prepare_record(self, record: str, p: dict[str, Any]) -> Examples:
-        signal, fs, samples, symbols = self._read(record, p["lead"])
-        if p["bandpass"] is not None:
-            signal = segment.bandpass(signal, fs, *p["bandpass"])
-        codes = _label_codes(symbols, p["labels"], p["mode"])
-        if p["mode"] != "kachuee":  # Kachuee scales each 10 s window, not the record
-            try:
-                signal = segment.minmax_scale(signal)
-            except ValueError as err:
-                raise EcgtuneError(f"{self.name} record {record} ({self.folder / record}.dat): {err}") from None
-        if p["mode"] == "kachuee":
-            x, codes, positions = _kachuee_record(signal, fs, samples, codes, p)
-        elif p["mode"] == "windows":
-            window = int(round(p["window_seconds"] * fs))
-            per_window = segment.window_codes(samples, codes, len(signal) // window, window)
-            kept = np.flatnonzero(per_window >= 0)  # drops windows with no classified beat
-            x = segment.resample_rows(segment.cut_windows(signal, window)[kept], p["target_length"])
-            codes, positions = per_window[kept], kept * window
-        else:
-            is_beat = codes >= 0
-            signal = segment.resample_rate(signal, fs, p["target_rate"])
-            centers = np.round(samples[is_beat] * (p["target_rate"] / fs)).astype(np.int64)
-            before = int(round(p["before_seconds"] * p["target_rate"]))
-            after = int(round(p["after_seconds"] * p["target_rate"]))
-            x, on_record = segment.cut_beats(signal, centers, before, after)
-            codes, positions = codes[is_beat][on_record], samples[is_beat][on_record]
-        y = _codes_to_classes(codes, p["labels"])
-        if p.get("patient_normalise"):
-            x = beat_context.patient_zscore(x)
-        inputs = {SIGNAL: x[:, None, :]}
-        if p.get("neighbours"):  # from every beat of the record, before any cap draws beats
-            inputs[NEIGHBOURS] = beat_context.neighbour_beats(x, positions, p["neighbours"])
-        if p.get("rhythm"):  # from the record's whole train of R-peaks, before any cap draws beats from it
-            inputs[RHYTHM] = beat_rhythm(positions, fs)
-        if p["max_per_record"] is not None:
-            rng = np.random.default_rng([_CAP_SEED, zlib.crc32(record.encode())])
-            chosen = segment.cap_per_class(y, p["max_per_record"], rng)
-            inputs, y, positions = {k: v[chosen] for k, v in inputs.items()}, y[chosen], positions[chosen]
-        n = len(y)
-        return Examples(
-            inputs=inputs,
-            y=y,
-            records=np.full(n, record),
-            patients=np.full(n, self.patient_of(record)),
-            positions=positions,
-            label_names=BINARY_CLASSES if p["labels"] == "binary" else AAMI_CLASSES,
-        )
+        labels = BeatLabels(p["labels"])
+        parts = []
+        for record in progress.steps(p["records"], what=f"{self.name}: preparing"):
+            signal, fs, samples, symbols = self._read(record, p["lead"])
+            parts.append(beat_task.record_examples(
+                signal, fs, samples, symbols, p, labels, record=record, patient=self.patient_of(record),
+                what=f"{self.name} record {record} ({self.folder / record}.dat)"))
+        return Examples.concatenate(parts, label_names=labels.names, empty_inputs=beat_task.empty_inputs(p),
+                                    layout=beat_task.layout(p))
 
     def _read(self, record: str, lead: str) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """One lead (physical units), the sampling rate, and the annotation samples and symbols.
@@ -429,84 +293,3 @@ class MitBih:
 def _packaged_checksums() -> dict[str, str]:
     resource = resources.files("ecgtune.data").joinpath("checksums", "mitdb.sha256")
     return cache.parse_checksums(resource.read_text(), source=str(resource))
-
-
-def _label_codes(symbols: np.ndarray, labels: str, mode: str) -> np.ndarray:
-    """Integer code per annotation; -1 for annotations that label nothing.
-
-    In windows mode the codes are ranks (the window keeps its highest); in beats mode a
-    code only has to say "kept, and which class". `_codes_to_classes` maps back.
-    """
-    if labels == "binary":
-        table = {**dict.fromkeys(NORMAL_SYMBOLS, 0), **dict.fromkeys(ABNORMAL_SYMBOLS, 1)}
-        if mode != "windows":
-            table.pop("!")  # a flutter wave is not a beat: there is no R-peak to centre on
-    else:
-        rank = {cls: len(AAMI_WINDOW_PRIORITY) - 1 - i for i, cls in enumerate(AAMI_WINDOW_PRIORITY)}
-        table = {symbol: rank[cls] for symbol, cls in AAMI_MAP.items()}
-    return np.fromiter((table.get(s, -1) for s in symbols), dtype=np.int64, count=len(symbols))
-
-
-def _codes_to_classes(codes: np.ndarray, labels: str) -> np.ndarray:
-    """Class index (into label_names) of each code from `_label_codes`."""
-    if labels == "binary":
-        return codes.astype(np.int64)
-    by_rank = [AAMI_CLASSES.index(cls) for cls in reversed(AAMI_WINDOW_PRIORITY)]
-    return np.asarray(by_rank, dtype=np.int64)[codes]
-
-
-def _kachuee_record(signal: np.ndarray, fs: int, samples: np.ndarray, codes: np.ndarray, p: dict[str, Any]):
-    """Kachuee beats of one record: (beats, their codes, their R-peaks as 360 Hz sample indices).
-
-    With rpeaks="reference" every annotated beat is a beat. With rpeaks="detector" the paper's
-    detector finds the peaks and each takes the class of the annotated beat within `match_tolerance`
-    seconds; a detected peak no beat annotation explains is dropped (it has no label).
-    """
-    rate = p["target_rate"]
-    signal = segment.resample_rate(signal, fs, rate)
-    is_beat = codes >= 0
-    beat_samples, beat_codes = samples[is_beat], codes[is_beat]
-    reference = np.round(beat_samples * (rate / fs)).astype(np.int64)
-    kwargs = dict(window_seconds=p["window_seconds"], rr_factor=p["rr_factor"], length=p["target_length"])
-    if p["rpeaks"] == "reference":
-        x, peaks = kachuee.kachuee_beats(signal, rate, peaks=reference, **kwargs)
-        # Every reference peak becomes a beat unless its window holds a single beat or is flat.
-        order = np.argsort(reference, kind="stable")
-        which = np.searchsorted(reference[order], peaks)
-        # Two annotations can round to one 125 Hz sample; such beats come out one after the other.
-        index = np.arange(len(peaks))
-        first_of_run = np.maximum.accumulate(np.where(np.r_[True, peaks[1:] != peaks[:-1]], index, 0))
-        which += index - first_of_run
-        return x, beat_codes[order][which], beat_samples[order][which]
-    x, peaks = kachuee.kachuee_beats(signal, rate, threshold=p["threshold"], **kwargs)
-    matched = kachuee.match_peaks(peaks, reference, int(round(p["match_tolerance"] * rate)))
-    keep = matched >= 0
-    return x[keep], beat_codes[matched[keep]], np.round(peaks[keep] * (fs / rate)).astype(np.int64)
-
-
-def beat_rhythm(positions: np.ndarray, fs: int) -> np.ndarray:
-    """The R-R features (ecgtune.transforms.rhythm) of beats at these R-peaks, in their order: computed on
-    the distinct peaks in time order (two beats on one sample share their features)."""
-    peaks, which = np.unique(positions, return_inverse=True)
-    return rhythm.rr_features(peaks, fs)[which]
-
-
-def _beat_length(p: dict[str, Any]) -> int:
-    return int(round(p["before_seconds"] * p["target_rate"])) + int(round(p["after_seconds"] * p["target_rate"]))
-
-
-def _check_positive_int(p: dict[str, Any], key: str, *, allow_none: bool = False) -> None:
-    value = p[key]
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        expected = "a positive integer" + (" or None" if allow_none else "")
-        raise EcgtuneError(f"mitdb: {key} must be {expected}, got {value!r}")
-    p[key] = int(value)
-
-
-def _check_positive_number(p: dict[str, Any], key: str) -> None:
-    value = p[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise EcgtuneError(f"mitdb: {key} must be a number > 0, got {value!r}")
-    p[key] = float(value)

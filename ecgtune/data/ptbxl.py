@@ -25,7 +25,7 @@ from ecgtune.data.kachuee import (
     kachuee_beats,
 )
 from ecgtune.data.physionet import PhysioNetRelease
-from ecgtune.data.splits import SPLIT_NAMES, assign_split
+from ecgtune.data.splits import PATIENT_FRACTIONS, SPLIT_NAMES, assign_split
 from ecgtune.errors import EcgtuneError
 
 # Bump when prepare() output changes for the same parameters; it is part of the cache key.
@@ -118,6 +118,12 @@ class PtbXl:
 
     def __repr__(self) -> str:
         return f"PtbXl(root={str(self.root)!r})"
+
+    @staticmethod
+    def protocols(preprocessing: dict) -> dict[str, dict]:
+        """The split protocols that fit: strat_fold (patient-wise), or whole patients dealt by us."""
+        del preprocessing
+        return {"folds": {}, "stratified_records": {}, "random_records": dict(PATIENT_FRACTIONS)}
 
     # ---------------------------------------------------------------- download
 

@@ -81,35 +81,42 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
         p["leads"] = leads
     if p["rate"] not in (100, 500):
         raise EcgtuneError(f"ptbxl: rate must be 100 or 500 (the two record sets), got {p['rate']!r}")
+    check_signal_params("ptbxl", p, nyquist=p["rate"] / 2)
+    if isinstance(p["min_likelihood"], bool) or not isinstance(p["min_likelihood"], (int, float)) or not 0 <= p["min_likelihood"] <= 100:
+        raise EcgtuneError(f"ptbxl: min_likelihood must be a number from 0 to 100, got {p['min_likelihood']!r}")
+    p["min_likelihood"] = float(p["min_likelihood"])
+    return p
+
+
+def check_signal_params(name: str, p: dict[str, Any], *, nyquist: float) -> None:
+    """Check (in place) the whole-record preparation any dataset of records shares: band-pass below
+    ``nyquist`` (half the records' rate), its order and causality, target rate, length, a cap on the records,
+    standardisation, and the images."""
     for key in ("target_rate", "length", "max_records"):
         if p[key] is not None and (isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < 1):
-            raise EcgtuneError(f"ptbxl: {key} must be a positive integer or null, got {p[key]!r}")
+            raise EcgtuneError(f"{name}: {key} must be a positive integer or null, got {p[key]!r}")
     if p["bandpass"] is not None:
         try:
             low, high = (float(v) for v in p["bandpass"])
         except (TypeError, ValueError):
-            raise EcgtuneError(f"ptbxl: bandpass must be null or [low_hz, high_hz], got {p['bandpass']!r}") from None
-        if not 0 < low < high < p["rate"] / 2:
-            raise EcgtuneError(f"ptbxl: bandpass must satisfy 0 < low < high < {p['rate'] / 2:g} Hz, got {p['bandpass']!r}")
+            raise EcgtuneError(f"{name}: bandpass must be null or [low_hz, high_hz], got {p['bandpass']!r}") from None
+        if not 0 < low < high < nyquist:
+            raise EcgtuneError(f"{name}: bandpass must satisfy 0 < low < high < {nyquist:g} Hz, got {p['bandpass']!r}")
         p["bandpass"] = [low, high]
     if not isinstance(p["bandpass_order"], int) or not 1 <= p["bandpass_order"] <= 10:
-        raise EcgtuneError(f"ptbxl: bandpass_order must be an integer from 1 to 10, got {p['bandpass_order']!r}")
+        raise EcgtuneError(f"{name}: bandpass_order must be an integer from 1 to 10, got {p['bandpass_order']!r}")
     if p["images"] is not None:
         from ecgtune.transforms.images import KINDS
 
         kinds = p["images"] if isinstance(p["images"], list) else [p["images"]]
         if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
-            raise EcgtuneError(f"ptbxl: images must be null or distinct kinds of {list(KINDS)}, got {p['images']!r}")
+            raise EcgtuneError(f"{name}: images must be null or distinct kinds of {list(KINDS)}, got {p['images']!r}")
         p["images"] = list(kinds)
     if isinstance(p["image_size"], bool) or not isinstance(p["image_size"], int) or not 8 <= p["image_size"] <= 1024:
-        raise EcgtuneError(f"ptbxl: image_size must be an integer from 8 to 1024, got {p['image_size']!r}")
+        raise EcgtuneError(f"{name}: image_size must be an integer from 8 to 1024, got {p['image_size']!r}")
     for key in ("bandpass_causal", "standardize"):
         if not isinstance(p[key], bool):
-            raise EcgtuneError(f"ptbxl: {key} must be true or false, got {p[key]!r}")
-    if isinstance(p["min_likelihood"], bool) or not isinstance(p["min_likelihood"], (int, float)) or not 0 <= p["min_likelihood"] <= 100:
-        raise EcgtuneError(f"ptbxl: min_likelihood must be a number from 0 to 100, got {p['min_likelihood']!r}")
-    p["min_likelihood"] = float(p["min_likelihood"])
-    return p
+            raise EcgtuneError(f"{name}: {key} must be true or false, got {p[key]!r}")
 
 
 def prepare_record(signal: np.ndarray, fs: int, p: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -150,59 +150,144 @@ def _folds(examples: Examples, seed: int) -> np.ndarray:
     return out
 
 
-# random_records: ECG-DualNet's split of the PhysioNet/CinC 2017 set, 7,000 / 1,528 recordings at random.
+# random_records without options: ECG-DualNet's split of the PhysioNet/CinC 2017 set, 7,000 / 1,528
+# recordings at random and no test part (the dataset declares these defaults, ecgtune.data.cinc2017).
 _DUALNET_VAL_FRACTION = 1528 / 8528
-_STRATIFIED_TEST_FRACTION, _STRATIFIED_VAL_FRACTION = 0.2, 0.2  # stratified_records: as per_patient
+_RECORD_TEST_FRACTION, _RECORD_VAL_FRACTION = 0.2, 0.2  # of the patients; val of what test leaves, as per_patient
+# random_records' options where a dataset deals its patients to all three parts (every dataset but CinC 2017).
+PATIENT_FRACTIONS = {"test": _RECORD_TEST_FRACTION, "val": _RECORD_VAL_FRACTION}
+# Protocols placing whole patients, and the options a space may set for them (`dataset.split` as a mapping):
+# test, the fraction of the patients in test; val, the fraction of the rest in validation; seed.
+_FRACTION_OPTIONS = ("test", "val", "seed")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "random_records": _FRACTION_OPTIONS, "stratified_records": _FRACTION_OPTIONS,
+    "per_patient": ("seed",), "random_beats": ("seed",),
+}
+# given: the split a dataset's own table gives each record, carried in `folds` as the folds protocol reads them.
+GIVEN_FOLDS = {"train": 1, "val": FOLD_VAL, "test": FOLD_TEST}
 
 
-def _record_classes(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
-    """(record names, the class of each record's first example), records sorted by name."""
-    names, first = np.unique(examples.records, return_index=True)
-    return names, examples.y[first]
+def _patient_classes(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
+    """(patient ids sorted, a class per patient to stratify on): the class of the patient's first example, or
+    for multi-label examples the index of its combination of labels."""
+    names, first = np.unique(examples.patients, return_index=True)
+    y = examples.y[first]
+    if y.ndim == 2:  # several labels per example: each distinct combination is one stratum
+        y = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
+    return names, y
 
 
-def _random_records(examples: Examples, seed: int) -> np.ndarray:
-    """ECG-DualNet's own protocol: whole recordings at random, 82 % train, 18 % val, and no test part:
-    the seed selected and reported on the same validation recordings. Report it beside stratified_records."""
-    names, _ = _record_classes(examples)
-    rng = np.random.default_rng(seed)
-    val = set(rng.permutation(names)[: _round_half_up(_DUALNET_VAL_FRACTION * len(names))].tolist())
-    return np.where(np.isin(examples.records, list(val)), "val", "train").astype(object)
+def _fractions(options: dict, *, test: float, val: float) -> tuple[float, float]:
+    return float(options.get("test", test)), float(options.get("val", val))
 
 
-def _stratified_records(examples: Examples, seed: int) -> np.ndarray:
-    """Whole recordings, stratified by class: 20 % test, 20 % of the rest val, the rest train. A
-    recording's examples stay together (datasets without patient ids: each recording is its own patient)."""
-    names, classes = _record_classes(examples)
+def _check_parts(protocol: str, dealt: np.ndarray, test: float, val: float) -> None:
+    """A part the fractions ask for must hold a patient: a protocol that silently drops validation or test
+    would select on nothing or test on nothing."""
+    wanted = {"train": True, "val": val > 0, "test": test > 0}
+    empty = [part for part, asked in wanted.items() if asked and not np.any(dealt == part)]
+    if empty:
+        raise EcgtuneError(
+            f"split {protocol}: {len(dealt)} patient(s) leave the {' and '.join(empty)} part empty (test {test:g}, "
+            f"val {val:g} of the rest); add records or set other fractions (dataset.split: "
+            f"{{protocol: {protocol}, test: ..., val: ...}})"
+        )
+
+
+def _random_records(examples: Examples, seed: int, **options) -> np.ndarray:
+    """Whole patients at random: a fraction ``test`` to test, then ``val`` of the rest to validation, the rest to
+    train. Without options, ECG-DualNet's own protocol (the seed selected and reported on the same validation
+    recordings, 82 % / 18 % and no test part): report it beside stratified_records."""
+    names = np.unique(examples.patients)
+    test, val = _fractions(options, test=0.0, val=_DUALNET_VAL_FRACTION)
+    order = np.random.default_rng(seed).permutation(names)
+    n_test = _round_half_up(test * len(names))
+    n_val = _round_half_up(val * (len(names) - n_test))
+    dealt = np.full(len(names), "train", dtype=object)
+    position = {name: i for i, name in enumerate(names)}
+    dealt[[position[n] for n in order[:n_test]]] = "test"
+    dealt[[position[n] for n in order[n_test : n_test + n_val]]] = "val"
+    _check_parts("random_records", dealt, test, val)
+    return dealt[np.searchsorted(names, examples.patients)]
+
+
+def _stratified_records(examples: Examples, seed: int, **options) -> np.ndarray:
+    """Whole patients, stratified by class: a fraction ``test`` (0.2) to test, ``val`` (0.2) of the rest to
+    validation, the rest train. A patient's examples stay together (datasets without patient ids: each
+    recording is its own patient)."""
+    names, classes = _patient_classes(examples)
+    test, val = _fractions(options, test=_RECORD_TEST_FRACTION, val=_RECORD_VAL_FRACTION)
     dealt = np.full(len(names), "", dtype=object)
-    _deal_by_class(dealt, np.arange(len(names)), classes, np.random.default_rng(seed),
-                   _STRATIFIED_TEST_FRACTION, _STRATIFIED_VAL_FRACTION)
-    return dealt[np.searchsorted(names, examples.records)]
+    _deal_by_class(dealt, np.arange(len(names)), classes, np.random.default_rng(seed), test, val)
+    _check_parts("stratified_records", dealt, test, val)
+    return dealt[np.searchsorted(names, examples.patients)]
+
+
+def _given(examples: Examples, seed: int) -> np.ndarray:
+    """The split a dataset's table gives each record (its `split` column: train, val, test)."""
+    del seed
+    if not np.isin(examples.folds, list(GIVEN_FOLDS.values())).any():
+        raise EcgtuneError("split protocol 'given' needs a table with a split column (train, val, test) for the "
+                           "records: dataset preprocessing table: or labels: {table: ...}")
+    out = np.full(len(examples), "", dtype=object)
+    for part, fold in GIVEN_FOLDS.items():
+        out[examples.folds == fold] = part
+    return out
 
 
 _PROTOCOLS: dict[str, Callable[[Examples, int], np.ndarray]] = {
     "chronological": _chronological,
     "folds": _folds,
+    "given": _given,
     "inter_patient": _inter_patient,
     "per_patient": _per_patient,
     "random_beats": _random_beats,
     "random_records": _random_records,
     "stratified_records": _stratified_records,
 }
-# Protocols without a test part: their units are selected on validation and have no test figures.
-_WITHOUT_TEST = frozenset({"random_records"})
+# Protocols that deal whole patients: no patient's examples sit in two parts. The others are the seeds'
+# own protocols within records (per_patient, chronological, random_beats), reported beside these.
+PATIENT_WISE = frozenset({"folds", "given", "inter_patient", "random_records", "stratified_records"})
 # Protocols that place each record by its identity alone (its fold, its record list), whatever was
 # prepared from it: a model trained under one of them, on any preparation of the same records, never saw
 # another preparation's test records under the same protocol.
-_BY_RECORD = frozenset({"folds", "inter_patient"})
+_BY_RECORD = frozenset({"folds", "given", "inter_patient"})
 
 
 def split_by_record(protocol: str) -> bool:
     return protocol in _BY_RECORD
 
 
-def split_has_test(protocol: str) -> bool:
-    return protocol not in _WITHOUT_TEST
+def split_has_test(protocol: str, options: dict | None = None) -> bool:
+    """Whether the protocol with these (resolved) options has a test part: random_records has none unless its
+    ``test`` fraction says so (ECG-DualNet's protocol)."""
+    if protocol == "random_records":
+        return float((options or {}).get("test", 0.0)) > 0
+    return True
+
+
+def check_options(protocol: str, options: dict, where: str) -> dict:
+    """The options of ``protocol`` checked: known keys, fractions in [0, 1) leaving training patients, an
+    integer seed. Returns them with floats and ints as such.
+
+    Raises:
+        EcgtuneError: naming ``where`` (the file and key) and what was expected.
+    """
+    allowed = OPTIONS.get(protocol, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise EcgtuneError(f"{where}: split {protocol} takes {'the options ' + ', '.join(allowed) if allowed else 'no options'}"
+                           f", got {unknown[0]!r}")
+    out = dict(options)
+    for key in ("test", "val"):
+        if key in out:
+            value = out[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise EcgtuneError(f"{where}: split option {key} must be a fraction from 0 to below 1, got {value!r}")
+            out[key] = float(value)
+    if "seed" in out and (isinstance(out["seed"], bool) or not isinstance(out["seed"], int)):
+        raise EcgtuneError(f"{where}: split option seed must be an integer, got {out['seed']!r}")
+    return out
 
 
 def list_splits() -> list[str]:
@@ -210,13 +295,14 @@ def list_splits() -> list[str]:
     return sorted(_PROTOCOLS)
 
 
-def assign_split(protocol: str, examples: Examples, *, seed: int = 42) -> np.ndarray:
+def assign_split(protocol: str, examples: Examples, *, seed: int = 42, **options) -> np.ndarray:
     """Assign every example to "train", "val", "test" or "" (not used) under a protocol.
 
     Args:
         protocol: One of `list_splits()`.
         examples: The prepared examples (all of them; see the module docstring).
         seed: Seeds the random protocols (per_patient); ignored by the fixed ones.
+        **options: The protocol's options (`OPTIONS`): random_records' and stratified_records' fractions.
 
     Returns:
         Shape (N,) array of str.
@@ -229,4 +315,6 @@ def assign_split(protocol: str, examples: Examples, *, seed: int = 42) -> np.nda
     except KeyError:
         known = ", ".join(list_splits())
         raise EcgtuneError(f"unknown split protocol {protocol!r}; known protocols: {known}") from None
-    return assign(examples, seed).astype(str)
+    options = dict(options)
+    seed = int(options.pop("seed", seed))
+    return (assign(examples, seed, **options) if options else assign(examples, seed)).astype(str)

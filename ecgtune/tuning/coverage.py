@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgtune.data import split_has_test
 from ecgtune.training.batches import select
 
 
@@ -39,7 +38,7 @@ def skipped_units(plan: list, data: dict) -> dict[str, str]:
     skipped = {}
     for unit in plan:
         prepared = data[unit.space.experiment_name]
-        gap = coverage_gap(prepared.examples, prepared.split_labels, unit.patient, split_has_test(unit.space.split))
+        gap = coverage_gap(prepared.examples, prepared.split_labels, unit.patient, prepared.has_test)
         if gap:
             skipped[unit.key] = gap
     by_name = {u.registered_name: u.key for u in plan}

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ray.tune import Callback
 
-from ecgtune.data import split_has_test
 from ecgtune.errors import EcgtuneError
 from ecgtune.models.transfer import WHOLE_MODEL
 from ecgtune.paths import join_storage
@@ -197,7 +196,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         # Most trials failing is a finding in itself (out of memory at large batches, say), not noise.
         mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
     best = select_best(outcomes, space.mode, unit.key)
-    with_test = split_has_test(space.split)
+    with_test = data.has_test
     measure = measure_of(space.metric)
     evaluation = evaluate_in_search(space, best.checkpoint, data, unit.patient, with_test)
     run = tracking.find_trial_run(mlf, record.experiment_id, record.parent_run_id, best.trial_id)

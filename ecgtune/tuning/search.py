@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecgtune.data import describe_notes
 from ecgtune.errors import EcgtuneError
 from ecgtune.paths import data_root
 from ecgtune.spaces import SearchSpace
@@ -39,21 +40,27 @@ class PreparedData:
     examples: object
     split_labels: np.ndarray
     key: str  # identifies dataset, preprocessing and split: a pre-trained model is reused only on the same key
+    has_test: bool = True  # the split protocol (with its options) holds a test part
 
 
 def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     """Once per search, on the driver: trials get these arrays through the Ray object store."""
-    from ecgtune.data import assign_split, get_dataset
+    import json
 
-    dataset = get_dataset(space.dataset, root=data_dir)
+    from ecgtune.data import assign_split, get_dataset, split_has_test
+
     try:
+        dataset = get_dataset(space.dataset, root=data_dir, **space.dataset_args)
         examples = dataset.prepare(**space.preprocessing)
         prepared_key = dataset.prepared_key(**space.preprocessing)
+        options = space.resolved_split_options()
+        labels = assign_split(space.split, examples, **options)
     except EcgtuneError as exc:
         raise EcgtuneError(f"{space.path}: dataset {space.dataset!r}: {exc}") from exc
-    labels = assign_split(space.split, examples)
-    # The dataset's own key already has defaults filled and records normalised; add the split.
-    key = hashlib.sha256(f"{prepared_key}/{space.split}".encode()).hexdigest()[:16]
+    # The dataset's own key already has defaults filled and records normalised; add the split (and the options
+    # the space sets: without them the key is the one it always was).
+    split = f"{space.split}{json.dumps(space.split_options, sort_keys=True) if space.split_options else ''}"
+    key = hashlib.sha256(f"{prepared_key}/{split}".encode()).hexdigest()[:16]
     prepared_records = set(examples.records.tolist())
     per_patient = any(s.per_patient for s in space.stages)
     missing = [p for p in space.patients if p not in prepared_records] if per_patient else []
@@ -62,7 +69,7 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
             f"{space.path}: patients {missing} are not among the prepared records "
             f"{sorted(set(examples.records))}"
         )
-    return PreparedData(examples, labels, key)
+    return PreparedData(examples, labels, key, split_has_test(space.split, options))
 
 
 def model_variants(hparams: dict) -> list[dict]:
@@ -192,12 +199,18 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
     return "+".join(s.experiment_name for s in spaces)
 
 
+def data_source(data: PreparedData, data_dir: str | None) -> str:
+    """Where the examples came from: a `wfdb` database's own folder, else the data folder."""
+    return str(data.examples.notes.get("database") or data_root(data_dir))
+
+
 def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
                data_dir: str | None) -> dict[str, dict]:
     """What each unit's trial runs are named after and which dataset inputs they log."""
-    labels, source = {}, str(data_root(data_dir))
+    labels = {}
     for unit in plan:
         prepared = data[unit.space.experiment_name]
+        source = data_source(prepared, data_dir)
         labels[unit.key] = {
             "searched": searched_paths(param_spaces[unit.key]),
             "several_models": len(unit.space.models) > 1,
@@ -222,6 +235,8 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
     run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags=tags)
     params = {
         "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
+        **{f"dataset.{k}": v for k, v in space.dataset_args.items()},
+        **{f"split.{k}": v for k, v in space.resolved_split_options().items()},
         "models": ",".join(m.name for m in space.models),
         "metric": space.metric, "smoke_test": space.smoke_test, "patients": ",".join(space.patients),
         "invocation": state.invocation,
@@ -230,9 +245,13 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
     for key, value in params.items():
         mlf.log_param(run.info.run_id, key, str(value)[:6000])
     mlf.log_artifact(run.info.run_id, str(space.path), artifact_path="space")
+    if data.examples.notes:  # the lead read from each record, and what preparation left out and why
+        mlf.log_dict(run.info.run_id, data.examples.notes, "dataset/notes.json")
+        leads = sorted(set(data.examples.notes.get("leads", {}).values()))
+        mlf.log_param(run.info.run_id, "dataset.leads_read", "; ".join(leads)[:6000])
     profile = split_profile(data.split_labels, data.examples.records, None)
     mlf.log_inputs(run.info.run_id, datasets=dataset_inputs(
-        dataset=space.dataset, task=space.task, data_key=data.key, source=str(data_root(data_dir)), profile=profile))
+        dataset=space.dataset, task=space.task, data_key=data.key, source=data_source(data, data_dir), profile=profile))
     return run.info.run_id
 
 
@@ -330,6 +349,9 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
     plan = build_plan(spaces)
     data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
+    for space in spaces:
+        for line in describe_notes(data[space.experiment_name].examples.notes):
+            echo(line)
     for space in spaces:
         check_fit(space, data[space.experiment_name])
     if not address:  # the local Ray's size is known before it starts: an impossible request starts nothing

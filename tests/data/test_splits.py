@@ -39,12 +39,12 @@ STUDY = {"100": [0] * 90 + [1] * 10, "208": [0] * 50 + [1] * 50, "231": [0] * 20
 
 
 def test_list_splits():
-    assert list_splits() == ["chronological", "folds", "inter_patient", "per_patient", "random_beats",
+    assert list_splits() == ["chronological", "folds", "given", "inter_patient", "per_patient", "random_beats",
                              "random_records", "stratified_records"]
 
 
 def test_unknown_protocol_lists_known_ones():
-    with pytest.raises(EcgtuneError, match=r"'random'.*chronological, folds, inter_patient, per_patient, random_beats"):
+    with pytest.raises(EcgtuneError, match=r"'random'.*chronological, folds, given, inter_patient, per_patient, random_beats"):
         assign_split("random", _examples(STUDY))
 
 
@@ -155,3 +155,34 @@ def test_folds_protocol_uses_the_datasets_folds_and_refuses_examples_without_the
     assert set(split[folds == 0]) == {""}
     with pytest.raises(EcgtuneError, match="folds"):
         assign_split("folds", _examples(STUDY))
+
+
+def _records_of_patients(n_patients: int, per_patient: int, *, multi_label: bool = False) -> Examples:
+    """One example per record, ``per_patient`` records per patient (as PTB-XL's repeat recordings), labels
+    varying within a patient: a split by record would put some patients in two parts."""
+    n = n_patients * per_patient
+    records = np.array([f"r{i:03d}" for i in range(n)])
+    patients = np.repeat([f"p{i:02d}" for i in range(n_patients)], per_patient)
+    y = (np.arange(n) % 3 == 0).astype(np.int64)
+    if multi_label:
+        y = np.stack([y, (np.arange(n) % 2 == 0)], axis=1).astype(np.float32)
+    return Examples(inputs={"signal": np.zeros((n, 1, 4), np.float32)}, y=y, records=records, patients=patients,
+                    positions=np.zeros(n, np.int64), label_names=("a", "b") if multi_label else ("normal", "abnormal"))
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("protocol,options", [
+    ("stratified_records", {}), ("random_records", {"test": 0.2, "val": 0.2}), ("random_records", {}),
+])
+def test_record_protocols_deal_whole_patients(protocol, options, multi_label):
+    ex = _records_of_patients(30, 3, multi_label=multi_label)
+    parts = assign_split(protocol, ex, **options)
+    assert set(parts) == ({"train", "val", "test"} if protocol == "stratified_records" or options else {"train", "val"})
+    for patient in set(ex.patients):
+        assert len(set(parts[ex.patients == patient])) == 1, patient
+    np.testing.assert_array_equal(parts, assign_split(protocol, ex, **options))  # deterministic
+
+
+def test_fractions_that_leave_a_part_empty_are_refused():
+    with pytest.raises(EcgtuneError, match=r"split random_records: 2 patient\(s\) leave the val part empty"):
+        assign_split("random_records", _records_of_patients(2, 2), test=0.4, val=0.2)
