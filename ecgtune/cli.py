@@ -40,13 +40,14 @@ def cmd_by_value(args) -> int:
     among those that had it, scored once on test with bootstrap intervals (95 percent). It describes; the
     champion stays the one selection on validation picked."""
     from ecgtune.spaces import load_space, shape_search
-    from ecgtune.tuning.by_value import evaluate_by_value, format_rows
+    from ecgtune.reporting.summary_tables import format_by_value
+    from ecgtune.tuning.by_value import evaluate_by_value
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint drowns the table
     (space,) = shape_search([load_space(args.space)], smoke_test=args.smoke_test)
     rows, labels = evaluate_by_value(space, args.stage, args.param, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir)
     print(f"{space.experiment_name} / {args.stage}: the best trial on validation per {args.param}")
-    print(format_rows(rows, args.param, space.metric, labels))
+    print(format_by_value(rows, args.param, space.metric, labels))
     return 0
 
 
@@ -71,6 +72,46 @@ def cmd_report(args) -> int:
     print(f"report: {out / 'index.html'} ({counts['experiments']} experiment(s), {counts['units']} units); "
           f"{out / 'trials.parquet'} ({counts['trials']} trial runs)")
     return 0
+
+
+def cmd_predict(args) -> int:
+    """Apply a registered champion to recordings (WFDB records, a folder of them, or .npy/.csv signals with
+    --fs and --leads): one row per beat or recording with a probability p_<class> per class and the label,
+    written to --out (.parquet or .csv). A recording the model cannot take is refused by name; the others
+    are predicted (exit 1 when any was refused)."""
+    from ecgtune.tuning import tracking
+    from ecgtune.tuning.apply import predict_files
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    fs = _positive(args.fs, "--fs")
+    refused = predict_files(args.model, args.recordings, args.out, tracking_uri=tracking.tracking_uri(args.mlflow_uri),
+                            fs=fs, leads=_csv(args.leads, "--leads"), annotator=args.annotator, lead=args.lead)
+    return 1 if refused else 0
+
+
+def cmd_evaluate(args) -> int:
+    """External validation: score a registered champion once on another labelled database (a dataset block as
+    in a space, in a YAML file) through its own preparation of the raw recordings; print per-class
+    sensitivity, PPV and F1 with record-bootstrap 95 percent intervals, log an MLflow evaluation run and tag
+    the version external.<dataset>.<measure>. Data overlapping the model's training records are refused."""
+    from ecgtune.tuning import tracking
+    from ecgtune.tuning.apply import evaluate_external
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    evaluate_external(args.model, args.dataset, tracking_uri=tracking.tracking_uri(args.mlflow_uri), data_dir=args.data_dir)
+    return 0
+
+
+def _positive(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0:
+        raise EcgtuneError(f"{flag}: expected a sampling rate in Hz such as 360, got {value!r}")
+    return number
 
 
 def _csv(text: str | None, flag: str) -> list[str] | None:
@@ -181,6 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the MLflow UI shows this store, for the links to runs ('' for none); default: "
                         "the tracking server, or `mlflow ui`'s http://127.0.0.1:5000 for a local store")
     report.set_defaults(func=cmd_report)
+
+    predict = sub.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
+    predict.add_argument("recordings", nargs="+", help="WFDB records (path without extension, or .hea), folders of "
+                         "them, or .npy/.csv signals")
+    predict.add_argument("--model", required=True, help="models:/<name>@champion (or models:/<name>/<version>)")
+    predict.add_argument("--out", required=True, help="the table to write: predictions.parquet or .csv")
+    predict.add_argument("--fs", help="sampling rate in Hz of .npy/.csv signals")
+    predict.add_argument("--leads", help="comma-separated lead names of .npy/.csv signals, e.g. I,II,V1")
+    predict.add_argument("--annotator", help="beat annotations of WFDB records to take R-peaks from (e.g. atr); "
+                         "without it a beat champion detects them")
+    predict.add_argument("--lead", help="the recordings' lead a one-lead model reads, whatever the model calls it "
+                         "(e.g. ECG1 for a model of MIT-BIH's MLII)")
+    predict.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
+    evaluate.add_argument("--model", required=True, help="models:/<name>@champion (or models:/<name>/<version>)")
+    evaluate.add_argument("--dataset", required=True, help="a YAML file holding a dataset block as in a space")
+    evaluate.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR")
+    evaluate.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     spaces = sub.add_parser("spaces", help=cmd_spaces.__doc__, description=cmd_spaces.__doc__)
     spaces.set_defaults(func=cmd_spaces)

@@ -100,6 +100,10 @@ class BeatLabels:
             table = {symbol: rank[cls] for symbol, cls in AAMI_MAP.items()}
         return np.fromiter((table.get(s, -1) for s in symbols), dtype=np.int64, count=len(symbols))
 
+    def any_symbol(self) -> str:
+        """A symbol that labels a beat: what marks R-peaks given without labels (a champion's predictions)."""
+        return next(iter(self.symbol_map.values()))[0] if self.symbol_map is not None else "N"
+
     def classes(self, codes: np.ndarray) -> np.ndarray:
         """Class index (into `names`) of each code of `codes`."""
         if self.symbol_map is not None or self.labels == "binary":

@@ -141,6 +141,19 @@ class Cinc2017:
     def _cache_params(self, resolved: dict[str, Any]) -> dict[str, Any]:
         return {"dataset": self.name, "format": FORMAT_VERSION, **resolved}
 
+    def recording(self, record: str):
+        """The raw recording (one lead in mV at 300 Hz) of ``record``."""
+        from ecgtune.data.recordings import Recording
+
+        if record not in read_reference(self.folder / REFERENCE_FILE):
+            raise EcgtuneError(f"{self.name}: record {record!r} is not in {self.folder / REFERENCE_FILE}")
+        return Recording(read_recording(self.folder / f"{record}.mat")[None].astype(np.float64), FS, name=record)
+
+    def preparation(self, mode: str = "dualnet", **params: Any) -> dict:
+        """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""
+        resolved = self._resolve(mode, params)
+        return {"kind": "dualnet", "params": {k: resolved[k] for k in ("sequence_length", "frames")}, "rate": FS}
+
     def _resolve(self, mode: str, params: dict[str, Any]) -> dict[str, Any]:
         if mode not in MODES:
             raise EcgtuneError(f"{self.name}: unknown mode {mode!r}; known modes: {', '.join(MODES)}")

@@ -8,11 +8,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ecgtune.transforms import FIXED  # noqa: F401  (datasets name the layout of inputs made once by it)
+
 # The per-example fields besides the inputs, in the order they are stored in the prepared-array cache.
 ARRAY_FIELDS = ("y", "records", "patients", "positions", "folds")
 INPUT_PREFIX = "input."  # cache keys of the inputs: "input.signal", "input.spectrogram", ...
 SIGNAL = "signal"  # the name of the one input of a plain signal dataset: (N, leads, samples)
-FIXED = "fixed"  # the layout of inputs made once at preparation (images), never remade by augmentations
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,11 @@ class KaggleHeartbeat:
     def __repr__(self) -> str:
         return f"KaggleHeartbeat(root={str(self.root)!r})"
 
+    def preparation(self, task: str = "aami", **params: Any) -> dict:
+        """The Kaggle files hold beats already cut, not recordings: a champion of them takes beats only."""
+        raise EcgtuneError(f"{self.name}: the CSV files hold beats already cut and resampled, not raw recordings; "
+                           "a champion trained on them takes those 187-sample beats as tensors only")
+
     @staticmethod
     def protocols(preprocessing: dict) -> dict[str, dict]:
         """The split protocols that fit: the files' own split (folds) or the seed's random_beats; the files

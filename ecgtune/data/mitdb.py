@@ -181,6 +181,11 @@ class MitBih:
     def _cache_params(self, resolved: dict[str, Any]) -> dict[str, Any]:
         return {"dataset": self.name, "format_version": FORMAT_VERSION, **resolved}
 
+    def preparation(self, mode: str = "windows", records: Iterable[str | int] | None = None, **params: Any) -> dict:
+        """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""
+        resolved = self._resolve(mode, records, params)
+        return {"kind": "beats", "params": {k: v for k, v in resolved.items() if k != "records"}}
+
     def _resolve(self, mode: str, records: Any, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults, check every parameter, and return the JSON-able dict the cache key hashes."""
         p = beat_task.check_params(self.name, mode, params, nyquist=NYQUIST)
@@ -253,6 +258,14 @@ class MitBih:
         except Exception as err:  # noqa: BLE001
             raise EcgtuneError(f"{self.name} record {record}: wfdb cannot read annotations {base}.atr ({err})") from err
         return signal, int(header.fs), np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol, dtype=object)
+
+    def recording(self, record: str):
+        """The raw recording (both leads, mV, 360 Hz, lead names) of ``record``: what a champion is given."""
+        from ecgtune.data.recordings import Recording
+        from ecgtune.data.wfdb_folder import read_header, read_leads
+
+        header = read_header(self.folder, self._normalise_records(record)[0])
+        return Recording(read_leads(self.folder, header, list(header.leads)).T, header.fs, header.leads, name=header.record)
 
     # ---------------------------------------------------------------- load
 

@@ -209,6 +209,14 @@ class PtbXl:
         self._download_metadata()
         return cache.params_key(self._cache_params(resolved))
 
+    def preparation(self, task: str = "mi_beats", **params: Any) -> dict:
+        """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""
+        resolved = self._resolve(task, params)
+        if task == "records":
+            return {"kind": "records", "params": resolved, "leads": resolved["leads"] or list(records.LEADS),
+                    "rate": resolved["rate"]}
+        return {"kind": "detected_beats", "params": resolved, "rate": RECORD_RATE}
+
     def _cache_params(self, resolved: dict[str, Any]) -> dict[str, Any]:
         return {
             "dataset": self.name,
@@ -280,6 +288,17 @@ class PtbXl:
             positions=np.zeros(n, np.int64), folds=[r.fold for r, _ in labelled],
             label_names=records.LABEL_SETS[p["labels"]],
         )
+
+    def recording(self, record: str, rate: int = RECORD_RATE):
+        """The raw recording (twelve leads in mV at ``rate`` Hz, their names) of ecg_id ``record``."""
+        from ecgtune.data.recordings import Recording
+
+        (row,) = self._select(self._read_table(), _normalise_ecg_ids(record))
+        signal, fs = self._read_leads(row, rate, None)
+        import wfdb
+
+        names = [n.upper() for n in wfdb.rdheader(str(self.folder / row.record_path(rate))).sig_name]
+        return Recording(signal.T, fs, tuple(names), name=str(row.ecg_id))
 
     def _read_leads(self, record: PtbXlRecord, rate: int, leads: list[str] | None) -> tuple[np.ndarray, int]:
         """(samples, leads) in mV of the record at ``rate``, the leads in the order asked (default: the

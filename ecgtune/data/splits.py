@@ -258,6 +258,16 @@ def split_by_record(protocol: str) -> bool:
     return protocol in _BY_RECORD
 
 
+def leak_free(source_dataset, source_split, source_key, dataset: str, split: str, key: str) -> bool:
+    """Whether weights trained on (source_dataset, source_split, source_key) never saw a test example of
+    (dataset, split, key): another dataset (no shared patient); the same examples and split; or the same
+    records under a split that places each record by its identity alone (PTB-XL's folds), whatever was
+    prepared from them (beats, whole records, other labels, images)."""
+    if source_dataset != dataset:
+        return True
+    return source_key == key or (source_split == split and split_by_record(split))
+
+
 def split_has_test(protocol: str, options: dict | None = None) -> bool:
     """Whether the protocol with these (resolved) options has a test part: random_records has none unless its
     ``test`` fraction says so (ECG-DualNet's protocol)."""

@@ -99,6 +99,23 @@ class WfdbDatabase:
         """The identity of what `prepare()` returns: the folder, its records, the parameters and the table."""
         return cache.params_key(self._cache_params(self._resolve(preprocessing)[0]))
 
+    def preparation(self, **preprocessing: Any) -> dict:
+        """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""
+        resolved, headers = self._resolve(preprocessing)
+        params = {k: v for k, v in resolved.items() if k not in ("records", "table")}
+        if resolved["task"] != RECORDS_TASK:
+            return {"kind": "beats", "params": params}
+        first = headers[resolved["records"][0]]
+        return {"kind": "records", "params": params, "leads": resolved["leads"] or list(first.leads),
+                "rate": min(h.fs for h in headers.values())}
+
+    def recording(self, record: str):
+        """The raw recording (every lead, physical units, its rate, lead names) of ``record``."""
+        from ecgtune.data.recordings import Recording
+
+        header = read_header(self.folder, record)
+        return Recording(read_leads(self.folder, header, list(header.leads)).T, header.fs, header.leads, name=record)
+
     def load(self, split: str, *, protocol: str = "random_records", seed: int = 42, **preprocessing: Any) -> Examples:
         """The examples of one split (the protocol with this dataset's default options)."""
         if split not in SPLIT_NAMES:

@@ -107,3 +107,21 @@ def format_summary(summaries, metric: str) -> str:
             f"{_fmt(_mean(_test(finetune[k], 'balanced_accuracy') for k in both)):>8}"
         )
     return "\n".join(lines)
+
+
+def format_by_value(rows: list, param: str, metric: str, label_names=()) -> str:
+    """`ecgtune by-value`'s table (rows of ecgtune.tuning.by_value.ValueRow); for tasks that report a per-label AUROC (multi-label), a second one of those."""
+    measure = measure_of(metric)
+    head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + ' [95% CI]':>32}  "
+            f"{'test macro F1 [95% CI]':>32}  run")
+    lines = [head]
+    for row in rows:
+        lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  "
+                     f"{with_interval(row.test, measure):>32}  {with_interval(row.test, 'f1_macro'):>32}  "
+                     f"{row.run_id}{' (champion)' if row.selected else ''}")
+    labels = [n for n in label_names if any(f"test_auroc_{n}" in row.test for row in rows)]
+    if labels:
+        lines += ["", "test AUROC per label [95% CI]", f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
+        for row in rows:
+            lines.append(f"{row.value:>14}  " + "  ".join(f"{with_interval(row.test, f'auroc_{n}'):>24}" for n in labels))
+    return "\n".join(lines)

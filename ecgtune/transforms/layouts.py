@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ecgtune.data.examples import FIXED
+from ecgtune.transforms import FIXED
 from ecgtune.errors import EcgtuneError
 
 # layout -> (signal of a batch of inputs (batch, samples); inputs of a batch of signals, as the dataset makes them)

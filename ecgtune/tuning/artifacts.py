@@ -64,8 +64,8 @@ def log_label_counts(mlf, run_id: str, counts: np.ndarray, label_names, threshol
 
 
 def log_test_predictions(mlf, run_id: str, predictions: dict, label_names) -> None:
-    """``test_predictions/test.npz``: the selected model's test logits, targets and records, and the label
-    names: enough to re-score the test (other measures, intervals) without rebuilding the model."""
+    """``test_predictions/test.npz``: the selected model's test logits, targets, records and positions (a
+    beat's R-peak, a window's start: samples of the raw record), and the label names: enough to re-score the test (other measures, intervals) without rebuilding the model."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "test.npz"
         np.savez_compressed(path, label_names=np.asarray(label_names, dtype=str), **predictions)

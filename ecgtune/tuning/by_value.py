@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.reporting.summary_tables import with_interval
 from ecgtune.spaces import measure_of
 from ecgtune.tuning import tracking
 
@@ -108,21 +107,3 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
                              val_metric=run.data.metrics["best_metric"],
                              selected=run.data.tags.get(tracking.SELECTED_TAG) == "true", test=evaluation.metrics))
     return rows, tuple(data.examples.label_names)
-
-
-def format_rows(rows: list[ValueRow], param: str, metric: str, label_names=()) -> str:
-    """The table; for tasks that report a per-label AUROC (multi-label), a second one of those."""
-    measure = measure_of(metric)
-    head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + ' [95% CI]':>32}  "
-            f"{'test macro F1 [95% CI]':>32}  run")
-    lines = [head]
-    for row in rows:
-        lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  "
-                     f"{with_interval(row.test, measure):>32}  {with_interval(row.test, 'f1_macro'):>32}  "
-                     f"{row.run_id}{' (champion)' if row.selected else ''}")
-    labels = [n for n in label_names if any(f"test_auroc_{n}" in row.test for row in rows)]
-    if labels:
-        lines += ["", "test AUROC per label [95% CI]", f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
-        for row in rows:
-            lines.append(f"{row.value:>14}  " + "  ".join(f"{with_interval(row.test, f'auroc_{n}'):>24}" for n in labels))
-    return "\n".join(lines)

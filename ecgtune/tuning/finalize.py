@@ -210,6 +210,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
     if evaluation.predictions is not None:
         log_test_predictions(mlf, run_id, evaluation.predictions, evaluation.label_names)
+    log_training_records(mlf, run_id, data, unit.patient)
     thresholds = evaluation.state.get("thresholds")
     if with_test and thresholds is not None:  # multi-label
         log_label_counts(mlf, run_id, evaluation.confusion, evaluation.label_names, thresholds)
@@ -221,6 +222,8 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     headline = [f"test_{m}{ci}" for m in ("balanced_accuracy", "f1_macro", "precision_macro", "recall_macro",
                                              "auroc_macro", measure) for ci in ("", "_ci_low", "_ci_high")]
     model_inputs = list(evaluation.state["model_spec"]["inputs"])  # what the model takes of the examples
+    champion = champion_parts(data, evaluation)
+    facts = version_facts(space, data, evaluation, champion)
     promoted = promotion.promote(
         mlf,
         name=unit.registered_name,
@@ -235,10 +238,14 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             # Multi-label: the probability above which each label is predicted (chosen on validation).
             **({"thresholds": json.dumps(dict(zip(evaluation.label_names, map(float, thresholds))))} if thresholds else {}),
             **{k: f"{evaluation.metrics[k]:.6g}" for k in headline if k in evaluation.metrics},
+            **facts,
         },
         score_champion=champion_scorer(mlf, dataset=space.dataset, split=space.split, data=data, patient=unit.patient,
                                        metric=space.metric),
+        champion=champion,
     )
+    mlf.update_model_version(promoted.name, promoted.version, description=version_description(
+        space, unit, run_id, evaluation, facts, measure))
     if weights_to:
         write_weights(weights_to, evaluation.state["model_state"], evaluation.state["model_spec"])
     return UnitSummary(
@@ -249,3 +256,60 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         run_id=run_id, registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
         failed_trials=len(failed), champion_kept_because=promoted.kept_because,
     )
+
+
+def log_training_records(mlf, run_id: str, data, patient: str | None) -> None:
+    """The records the unit trained and was selected on, and their folder (`ecgtune.tuning.apply`'s
+    TRAINING_RECORDS): `ecgtune evaluate` refuses a dataset overlapping them."""
+    from ecgtune.tuning.apply import TRAINING_RECORDS
+
+    used = np.isin(data.split_labels, ("train", "val"))
+    if patient is not None:
+        used &= data.examples.records == patient
+    records = sorted(set(data.examples.records[used].tolist()))
+    mlf.log_dict(run_id, {"source": data.source, "records": records}, TRAINING_RECORDS)
+
+
+def champion_parts(data, evaluation) -> dict | None:
+    """What the registered model needs to predict raw recordings (`ecgtune.tuning.champion_model`): the
+    dataset's preparation, the class names, the thresholds chosen on validation, the network's spec and
+    weights; None where the data hold no recordings (the Kaggle beats)."""
+    if data.preparation is None:
+        return None
+    spec = evaluation.state["model_spec"]
+    thresholds = evaluation.state.get("thresholds")
+    samples = next(iter(data.examples.input_shapes.values()))[-1]
+    return {"preparation": {**data.preparation, "samples": int(samples)}, "label_names": list(evaluation.label_names),
+            "scores": list(data.examples.scores),
+            "thresholds": None if thresholds is None else [float(t) for t in thresholds], "model_spec": spec,
+            "weights": evaluation.model.state_dict()}
+
+
+def version_facts(space, data, evaluation, champion: dict | None) -> dict:
+    """The tags that say what a version takes and gives: its classes, input rate and leads, the space's digest."""
+    import hashlib
+
+    preparation = (champion or {}).get("preparation", {})
+    params = preparation.get("params", {})
+    rate = params.get("target_rate") or preparation.get("rate")
+    leads = preparation.get("leads") or ([params["lead"]] if params.get("lead") else [])
+    return {"classes": json.dumps(list(evaluation.label_names)),
+            "input": params.get("mode") or params.get("task") or preparation.get("kind", "tensors only"),
+            **({"input_rate_hz": f"{rate:g}"} if rate else {}),
+            **({"input_leads": ",".join(leads)} if leads else {}),
+            "space_digest": hashlib.sha256(space.path.read_bytes()).hexdigest()[:16]}
+
+
+def version_description(space, unit, run_id: str, evaluation, facts: dict, measure: str) -> str:
+    """The version's description in the registry: what it was trained on, what it takes, how it scored."""
+    test = evaluation.metrics.get(f"test_{measure}")
+    low, high = (evaluation.metrics.get(f"test_{measure}_ci_{e}") for e in ("low", "high"))
+    figure = ("no test part" if test is None else f"test {measure} {test:.4f}"
+              + (f" [95 % CI {low:.4f}, {high:.4f}]" if low is not None and high is not None else " (no interval)"))
+    takes = (f"raw recordings ({facts['input']}" + (f", {facts['input_rate_hz']} Hz" if "input_rate_hz" in facts else "")
+             + (f", leads {facts['input_leads']}" if "input_leads" in facts else "") + ")"
+             if facts["input"] != "tensors only" else "tensors only")
+    return (f"{space.name} ({space.task} on {space.dataset}, split {space.split}), unit {unit.key}; selected run {run_id}"
+            f" on validation {space.metric} {float(evaluation.state['best']):.4f}; {figure}. Classes "
+            f"{', '.join(evaluation.label_names)}. Takes {takes}: mlflow.pyfunc.load_model(uri).predict(rows of "
+            "signal, fs, leads[, rpeaks]); mlflow.pytorch.load_model(uri) gives the network for tensors.")

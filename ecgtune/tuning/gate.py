@@ -23,7 +23,7 @@ def champion_scorer(mlf, *, dataset: str, split: str, data, patient: str | None,
     examples of ``data`` (PreparedData of ``dataset`` under ``split``) of ``patient`` (None: all); value None
     and the reason where it cannot be scored fairly or at all."""
     from ecgtune.tuning.promotion import champion_checkpoint
-    from ecgtune.tuning.search import leak_free
+    from ecgtune.data.splits import leak_free
 
     def score(version) -> tuple[float | None, str | None]:
         tags = version.tags

@@ -73,12 +73,14 @@ RESCORED = ("champion scored once on this search's validation set; the challenge
 
 
 def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict,
-            score_champion=None) -> Promotion:
+            score_champion=None, champion: dict | None = None) -> Promotion:
     """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
 
     ``example`` is a small batch of each input, by name, in the order the model takes them: MLflow traces
     the model with it (torch.export), so the registered model loads without ecgtune's classes and takes
-    the same positional inputs. A version already registered
+    the same positional inputs. With ``champion`` (its preparation, class names, thresholds, model spec and
+    weights: `ecgtune.tuning.champion_model`) the registered model also predicts raw recordings through
+    pyfunc and serves them. A version already registered
     under the same ``INVOCATION_TAG`` is reused (the same unit, finalised again after a crash).
 
     The gate compares like with like. A champion prepared the same way (its ``data_key`` tag equals the
@@ -89,9 +91,9 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     """
     version = registered_by(mlflow_client, name, tags.get(INVOCATION_TAG))
     if version is None:
-        version = _register(mlflow_client, name=name, run_id=run_id, model=model, example=example, tags={
-            **{k: str(v) for k, v in tags.items()}, "metric": metric, "val_metric": repr(float(value)), "mode": mode,
-        })
+        version = _register(mlflow_client, name=name, run_id=run_id, model=model, example=example, champion=champion,
+                            tags={**{k: str(v) for k, v in tags.items()}, "metric": metric,
+                                  "val_metric": repr(float(value)), "mode": mode})
     champion = current_champion(mlflow_client, name)
     if champion is not None and str(champion.version) == str(version.version):
         return Promotion(name=name, version=str(version.version), champion=True, previous=None)
@@ -125,24 +127,6 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
                      kept_because=None if wins else kept_because)
 
 
-def signature(model, example: dict):
-    """The model's signature: each named input (batch, ...) in order, and the logits (batch, outputs). A
-    single input goes unnamed: MLflow's pyfunc then passes it to the model as the array it is (a named one
-    arrives as a dict, which the PyTorch flavour cannot take)."""
-    import numpy as np
-    import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    with torch.no_grad():
-        out = model(*(torch.from_numpy(a) for a in example.values()))
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *a.shape[1:]), name if len(example) > 1 else None)
-                       for name, a in example.items()]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *out.shape[1:]), "logits")]),
-    )
-
-
 def saved_with_torch() -> str:
     """``torch==<version>`` of this process, without a local build tag (+cpu, +cu126): pip resolves the
     build for the serving machine."""
@@ -151,30 +135,49 @@ def saved_with_torch() -> str:
     return f"torch=={torch.__version__.split('+')[0]}"
 
 
-def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict):
+def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict, champion: dict | None = None):
     import mlflow
     import mlflow.pytorch
 
+    from ecgtune.tuning import champion_model
+    from ecgtune.tuning.champion_model import tensor_signature
+
     use_uri(mlflow_client.tracking_uri)
     arrays = tuple(example.values())
+    # Naming the requirements skips MLflow's slow import-tracing inference. The network is saved as an
+    # exported program (pt2): loading it needs the torch it was saved with; the raw-recording predictor runs on
+    # the ecgtune code bundled with it (ecgtune is not on PyPI, so `mlflow models serve` could not build an
+    # environment naming it) and the packages that code imports.
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            # torch.export traces the model on the example, so every model needs one. MLflow's pyfunc
-            # serves one array only: the example of a model of several inputs is not tried as a serving
-            # input (it would fail and warn), though the model loads and runs with mlflow.pytorch.
-            model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
-            validate_serving_input=len(arrays) == 1,
-            signature=signature(model, example),
-            # Naming the requirements skips MLflow's slow import-tracing inference. The model is saved as
-            # an exported program (pt2): loading it needs the torch it was saved with, not ecgtune (which
-            # is not on PyPI, so `mlflow models serve` could not build an environment naming it).
-            pip_requirements=[saved_with_torch()],
-        )
+        if champion is None:
+            info = mlflow.pytorch.log_model(
+                # torch.export traces the model on the example, so every model needs one. MLflow's pyfunc
+                # serves one array only: the example of a model of several inputs is not tried as a serving
+                # input (it would fail and warn), though the model loads and runs with mlflow.pytorch.
+                model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
+                validate_serving_input=len(arrays) == 1, signature=tensor_signature(model, example),
+                pip_requirements=[saved_with_torch()],
+            )
+        else:
+            from mlflow.models import Model
+
+            info = Model.log(artifact_path=None, name="model", flavor=champion_model, network=model, example=example,
+                             champion={k: v for k, v in champion.items() if k != "weights"},
+                             weights=champion["weights"], requirements=champion_requirements(champion))
     try:
         mlflow_client.get_registered_model(name)
     except Exception:  # not registered yet
         mlflow_client.create_registered_model(name, description=f"ecgtune champions for {name}")
     return mlflow_client.create_model_version(name, source=info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id)
+
+
+def champion_requirements(champion: dict) -> list[str]:
+    """What the bundled code imports to predict: the pinned torch, numpy, scipy (filters, resampling), pandas
+    (the rows in and out), and pyts where the model reads images."""
+    import importlib.metadata as md
+
+    names = ["numpy", "scipy", "pandas"] + (["pyts"] if champion["preparation"].get("params", {}).get("images") else [])
+    return [saved_with_torch(), *(f"{n}=={md.version(n)}" for n in names)]
 
 
 def registered_by(mlflow_client, name: str, tag: str | None):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgtune.data import describe_notes
+from ecgtune.data.splits import leak_free
 from ecgtune.errors import EcgtuneError
 from ecgtune.paths import data_root
 from ecgtune.spaces import SearchSpace
@@ -41,6 +42,8 @@ class PreparedData:
     split_labels: np.ndarray
     key: str  # identifies dataset, preprocessing and split: a pre-trained model is reused only on the same key
     has_test: bool = True  # the split protocol (with its options) holds a test part
+    preparation: dict | None = None  # how a raw recording becomes these inputs (ecgtune.data.recordings)
+    source: str = ""  # the folder the raw records are in: an external validation must not overlap its records
 
 
 def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
@@ -69,7 +72,12 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
             f"{space.path}: patients {missing} are not among the prepared records "
             f"{sorted(set(examples.records))}"
         )
-    return PreparedData(examples, labels, key, split_has_test(space.split, options))
+    try:
+        preparation = dataset.preparation(**space.preprocessing)
+    except EcgtuneError:  # beats already cut (the Kaggle files): a champion of them takes tensors only
+        preparation = None
+    source = str(getattr(dataset, "folder", "")) and str(dataset.folder.resolve())
+    return PreparedData(examples, labels, key, split_has_test(space.split, options), preparation, source)
 
 
 def model_variants(hparams: dict) -> list[dict]:
@@ -281,18 +289,6 @@ def pretrained_start(mlf, space: SearchSpace, source: Source, data_key: str) -> 
         )
     state = promotion.champion_checkpoint(mlf, champion)
     return {"model_state": state["model_state"], "model_spec": state["model_spec"]}
-
-
-def leak_free(source_dataset, source_split, source_key, dataset: str, split: str, key: str) -> bool:
-    """Whether weights trained on (source_dataset, source_split, source_key) never saw a test example of
-    (dataset, split, key): another dataset (no shared patient); the same examples and split; or the same
-    records under a split that places each record by its identity alone (PTB-XL's folds), whatever was
-    prepared from them (beats, whole records, other labels, images)."""
-    from ecgtune.data import split_by_record
-
-    if source_dataset != dataset:
-        return True
-    return source_key == key or (source_split == split and split_by_record(split))
 
 
 def check_schedule_sources(plan: list[Unit], data: dict[str, PreparedData]) -> None:

@@ -119,5 +119,6 @@ def evaluate_test(checkpoint, examples, split_labels, patient: str | None, with_
         confusion = label_counts(sigmoid(logits), test.y_numpy, thresholds)
     else:
         confusion = confusion_matrix(test.y_numpy, predictions(logits), labels=np.arange(len(test.label_names)))
-    kept = {"logits": logits, "y": test.y_numpy, "records": np.asarray(examples.records[indices]).astype(str)}
+    kept = {"logits": logits, "y": test.y_numpy, "records": np.asarray(examples.records[indices]).astype(str),
+            "positions": np.asarray(examples.positions[indices])}
     return Evaluation(model, state, metrics, confusion, test.label_names, kept)

@@ -3,7 +3,8 @@ a failed trial, in the metric's own direction."""
 
 from types import SimpleNamespace
 
-from ecgtune.tuning.by_value import best_run_per_value, format_rows, ValueRow
+from ecgtune.reporting.summary_tables import format_by_value
+from ecgtune.tuning.by_value import best_run_per_value, ValueRow
 
 
 def run(run_id, k, best, status="FINISHED"):
@@ -26,7 +27,7 @@ def test_rows_show_the_interval_where_one_was_drawn():
     rows = [ValueRow("0", 2, "r0", 0.8, True, {"test_auroc": 0.75, "test_auroc_ci_low": 0.6, "test_auroc_ci_high": 0.9,
                                                   "test_f1_macro": 0.7}),
             ValueRow("1", 2, "r1", 0.7, False, {"test_auroc": 0.65, "test_f1_macro": float("nan")})]
-    lines = format_rows(rows, "freeze_blocks", "val_auroc").splitlines()
+    lines = format_by_value(rows, "freeze_blocks", "val_auroc").splitlines()
     assert "0.7500 [0.6000, 0.9000]" in lines[1] and lines[1].endswith("r0 (champion)")
     assert "0.6500" in lines[2] and "[" not in lines[2] and " -  " in lines[2] and lines[2].endswith("r1")
 
@@ -35,8 +36,8 @@ def test_multi_label_rows_get_a_table_of_each_labels_auroc():
     rows = [ValueRow("0.1", 1, "r0", 0.9, True, {"test_auroc_macro": 0.8, "test_auroc_NORM": 0.85,
                                                     "test_auroc_NORM_ci_low": 0.7, "test_auroc_NORM_ci_high": 0.95,
                                                     "test_auroc_MI": 0.6})]
-    text = format_rows(rows, "dropout", "val_auroc_macro", ("NORM", "MI", "HYP"))
+    text = format_by_value(rows, "dropout", "val_auroc_macro", ("NORM", "MI", "HYP"))
     block = text.split("test AUROC per label [95% CI]\n")[1].splitlines()
     assert block[0].split() == ["dropout", "NORM", "MI"]  # HYP: no figure for any row
     assert block[1].split() == ["0.1", "0.8500", "[0.7000,", "0.9500]", "0.6000"]
-    assert "per label" not in format_rows(rows, "dropout", "val_auroc_macro")
+    assert "per label" not in format_by_value(rows, "dropout", "val_auroc_macro")

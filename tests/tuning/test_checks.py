@@ -11,7 +11,8 @@ import pytest
 from ecgtune.data.examples import Examples
 from ecgtune.errors import EcgtuneError
 from ecgtune.spaces import load_space
-from ecgtune.tuning.search import PreparedData, check_fit, leak_free
+from ecgtune.data.splits import leak_free
+from ecgtune.tuning.search import PreparedData, check_fit
 
 
 def test_weights_are_reused_only_where_they_never_saw_a_test_example():

@@ -3,6 +3,8 @@ every shipped model/dataset pair in one Tune run, each dependant after (and from
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ecgtune.cli import main
@@ -110,3 +112,54 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     assert all(r.data.tags["ecgtune.unit"] in page for r in every)
     assert (report / "finetune_patients-smoke-patients.png").exists()
     assert (report / "heartbeat_aami-smoke-units.png").exists()
+
+    # Every champion of every pair predicts a raw recording of its dataset through its pyfunc, and
+    # `mlflow models serve` answers the same JSON request for one champion of every model family.
+    _champions_take_raw_recordings(client, mlflow_uri, real_data_dir)
+
+
+RAW = {"mitdb": "208", "ptbxl": "1", "cinc2017": "A00001"}  # a recording of each dataset, raw
+
+
+def _champions_take_raw_recordings(client, mlflow_uri: str, real_data_dir) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlflow
+    import pandas as pd
+
+    from ecgtune.data import get_dataset
+    from ecgtune.models._registry import _MODELS
+    from tests.tuning.test_champion_integration import _stop
+    from tests.tuning.test_search_integration import free_port, score_when_up
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    families = {}
+    names = [m.name for m in client.search_registered_models(max_results=1000)]
+    assert len(names) >= 30
+    for name in names:
+        version = client.get_model_version_by_alias(name, "champion")
+        raw = get_dataset(version.tags["dataset"], root=real_data_dir).recording(RAW[version.tags["dataset"]])
+        signal = raw.signal[:, : int(60 * raw.fs)]  # a minute is enough for every task
+        rows = [{"signal": signal.tolist(), "fs": raw.fs, "leads": list(raw.leads), "record": raw.name}]
+        predicted = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(pd.DataFrame(rows))
+        classes = [c[2:] for c in predicted.columns if c.startswith("p_")]
+        assert classes == json.loads(version.tags["classes"]) and len(predicted) >= 1, name
+        model = client.get_run(version.run_id).data.tags["ecgtune.model"]
+        families.setdefault(_MODELS[model].__module__, (name, rows, predicted))
+    assert len(families) >= 8  # cnn1d, heartbeat, rhythm_joined, dualnet, resnet12, recurrent1d, image2d, fusion
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri,
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    for family, (name, rows, predicted) in families.items():
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+                                   "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            served = pd.DataFrame(score_when_up(f"http://127.0.0.1:{port}", {"dataframe_records": rows}, server, 180)
+                                  ["predictions"])
+        finally:
+            _stop(server)
+        assert list(served["label"]) == list(predicted["label"]), family

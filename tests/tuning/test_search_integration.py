@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -106,11 +107,16 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     predictions = (torch.sigmoid(logits[:, 0]) > 0.5).numpy().astype(np.int64)
     assert set(np.unique(predictions)) <= {0, 1}
 
-    # What serving it needs is the torch it was saved with, and nothing that is not on PyPI.
+    # What serving it needs is the torch it was saved with and the packages its bundled code imports, and
+    # nothing that is not on PyPI.
     uri = f"models:/{_name('pretrain')}@champion"
     requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "ecgtune" not in requirements
-    # `mlflow models serve` of the champion answers a scoring request with what the model computes.
+    # `mlflow models serve` of the champion answers a raw recording with what its pyfunc computes.
+    raw = get_dataset("mitdb", root=real_data_dir).recording("208")
+    rows = [{"signal": raw.signal[:, :36000].tolist(), "fs": raw.fs, "leads": list(raw.leads), "record": "208"}]
+    local = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame(rows))
+    assert len(local) == 100 and set(local["label"]) <= {"normal", "abnormal"}  # 100 one-second windows
     port = free_port()
     # The server runs `uvicorn` by name: the environment's scripts must be on PATH, as in an activated venv.
     env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri,
@@ -119,16 +125,15 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
                                "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        answer = score_when_up(f"http://127.0.0.1:{port}", {"inputs": test.x[:5].tolist()}, server, timeout=180)
+        answer = score_when_up(f"http://127.0.0.1:{port}", {"dataframe_records": rows}, server, timeout=180)
     finally:
         try:  # the server and the uvicorn it started share their own process group
             os.killpg(server.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         server.wait(timeout=30)
-    served = np.asarray(answer["predictions"], dtype=np.float32)
-    assert served.shape == (5, 1)
-    np.testing.assert_allclose(served, logits[:5].numpy(), rtol=1e-4, atol=1e-4)
+    served = pd.DataFrame(answer["predictions"])
+    np.testing.assert_allclose(served["p_abnormal"].to_numpy(float), local["p_abnormal"].to_numpy(float), atol=1e-6)
 
 
 def free_port() -> int:
