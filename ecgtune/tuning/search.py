@@ -192,6 +192,19 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
     return "+".join(s.experiment_name for s in spaces)
 
 
+def train_examples(plan: list[Unit], data: dict[str, PreparedData]) -> dict[str, int]:
+    """Each unit's training examples (its patient's, or the whole dataset's): the size its trials' expected
+    durations scale with, so that a pre-training on 29 records ranks above one patient's trials."""
+    out = {}
+    for unit in plan:
+        prepared = data[unit.space.experiment_name]
+        train = prepared.split_labels == "train"
+        if unit.patient is not None:
+            train &= prepared.examples.records == unit.patient
+        out[unit.key] = int(train.sum())
+    return out
+
+
 def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
                data_dir: str | None) -> dict[str, dict]:
     """What each unit's trial runs are named after and which dataset inputs they log."""
@@ -393,7 +406,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         )
         spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
         done = set(state.finished)
-        searcher = UnitSearcher(plan, spaces_, readiness.starting_point, readiness.aborted, done=done)
+        searcher = UnitSearcher(plan, spaces_, readiness.starting_point, readiness.aborted, done=done,
+                                train_examples=train_examples(plan, data))
         planned = {u.key: u.planned_trials for u in plan}
         callbacks = [
             tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
