@@ -206,6 +206,10 @@ def result_end_ms(result: dict, started_ms: int | None = None) -> int | None:
     return max(int(stamp * 1000), started_ms or 0)
 
 
+WRITE_EVERY_S = 2.0  # a trial's metrics reach MLflow this often at most (its last ones when it ends)
+MAX_BATCH = 900  # MLflow takes at most 1,000 metrics per log_batch
+
+
 class MLflowTrialRuns(Callback):
     """A nested MLflow run per Tune trial: params, per-epoch metrics, best checkpoint as an artifact.
 
@@ -219,6 +223,10 @@ class MLflowTrialRuns(Callback):
     write to a SQLite store (a commit, tens of ms) held up the whole cluster's trials
     (benchmarks/bench_overhead.py). The first write that fails stops the writing and fails the search at
     Tune's next step, as it did when it ran there; ``flush`` waits for the writes asked for so far.
+
+    A trial's metrics are written at most every WRITE_EVERY_S seconds (each epoch's with its own step and
+    time): epochs of a fraction of a second (small models on a GPU) would otherwise make MLflow, not
+    training, set the pace. Its params go with its first metrics, its last metrics with its end.
     """
 
     def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False,
@@ -231,12 +239,15 @@ class MLflowTrialRuns(Callback):
         self._runs: dict[str, str] = {}
         self._started: dict[str, int] = {}  # per trial id, its run's start time (ms)
         self._tags: dict[str, list] = {}  # per trial id, the location tags last written
+        self._params_due: set[str] = set()  # trial ids whose new run has no params yet
+        self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (metrics, tags) not sent yet
+        self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
         self._inputs: dict[str, list] = {}  # per unit key, its dataset inputs (the same for all its trials)
         self._queue, self._thread, self._error, self._raised = None, None, None, False
 
     def __getstate__(self):
         return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _inputs={}, _queue=None,
-                    _thread=None, _error=None, _raised=False)
+                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={})
 
     @property
     def mlflow(self):
@@ -275,7 +286,11 @@ class MLflowTrialRuns(Callback):
             raise self._error
 
     def flush(self, raise_error: bool = True) -> None:
-        """Wait until every write asked for so far is in the store; raise the first that failed."""
+        """Send the metrics held back, wait until every write asked for so far is in the store; raise the
+        first that failed."""
+        for trial_id in list(self._pending):
+            if self._error is None:
+                self._send(trial_id)
         if self._queue is not None:
             self._queue.join()
         if raise_error:
@@ -301,10 +316,10 @@ class MLflowTrialRuns(Callback):
             if existing is not None:
                 run_id = existing.info.run_id
                 self._started[trial.trial_id] = existing.info.start_time
+                if not existing.data.params:  # the search stopped before its first metrics were written
+                    self._params_due.add(trial.trial_id)
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
-                from mlflow.entities import Param
-
                 from ecgtune.tuning.run_labels import dataset_inputs, trial_run_name
 
                 # "false" until selection marks one run of the unit "true": a column that sorts in the UI.
@@ -317,8 +332,7 @@ class MLflowTrialRuns(Callback):
                 run = self.mlflow.create_run(exp_id, run_name=name, tags=tags)
                 run_id = run.info.run_id
                 self._started[trial.trial_id] = run.info.start_time
-                params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
-                self.mlflow.log_batch(run_id, params=params)
+                self._params_due.add(trial.trial_id)  # written with its first metrics: one write fewer
                 if label:
                     if unit not in self._inputs:
                         self._inputs[unit] = dataset_inputs(**label["inputs"])
@@ -327,14 +341,23 @@ class MLflowTrialRuns(Callback):
         return self._runs[trial.trial_id]
 
     def _log_result(self, trial, metrics: list, tags: list) -> None:
+        from mlflow.entities import Param
+
+        run_id = self.run_id(trial)
+        params = []
+        if trial.trial_id in self._params_due:
+            self._params_due.discard(trial.trial_id)
+            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
         # Where the trial runs changes only when Tune retries it elsewhere: tags written when they change.
-        if tags == self._tags.get(trial.trial_id):
+        if tags is None or tags == self._tags.get(trial.trial_id):
             tags = []
         else:
             self._tags[trial.trial_id] = tags
-        self.mlflow.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
+        if metrics or params or tags:
+            self.mlflow.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
-    def _complete(self, trial, checkpoint, last_result: dict) -> None:
+    def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags) -> None:
+        self._log_result(trial, metrics, tags)
         run_id = self.run_id(trial)
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
@@ -346,7 +369,8 @@ class MLflowTrialRuns(Callback):
         self.mlflow.set_terminated(run_id, "FINISHED", end_time=end)
         self._forget(trial.trial_id)  # the driver keeps nothing per finished trial
 
-    def _failed_run(self, trial, error: str) -> None:
+    def _failed_run(self, trial, error: str, metrics: list, tags) -> None:
+        self._log_result(trial, metrics, tags)
         # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
         self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error)
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
@@ -355,13 +379,26 @@ class MLflowTrialRuns(Callback):
     def _forget(self, trial_id: str) -> None:
         for per_trial in (self._runs, self._started, self._tags):
             per_trial.pop(trial_id, None)
+        self._params_due.discard(trial_id)
 
     # -- Tune's events, on its thread: what to write is taken from the trial now (it changes later)
     def on_step_begin(self, iteration, trials, **info):
         self.raise_error()
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._sent_at[trial.trial_id] = time.monotonic()
         self._submit(lambda: self.run_id(trial))
+
+    def _take(self, trial_id: str) -> tuple[list, list | None]:
+        """The metrics and latest tags held back for a trial (Tune's thread)."""
+        _, metrics, tags = self._pending.pop(trial_id, (None, [], None))
+        return metrics, tags
+
+    def _send(self, trial_id: str) -> None:
+        trial = self._pending[trial_id][0]
+        metrics, tags = self._take(trial_id)
+        self._sent_at[trial_id] = time.monotonic()
+        self._submit(lambda: self._log_result(trial, metrics, tags))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         from mlflow.entities import Metric, RunTag
@@ -370,7 +407,11 @@ class MLflowTrialRuns(Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
         tags = [RunTag(tag, str(result[key]) or "none") for key, tag in LOCATION_TAGS.items() if key in result]
-        self._submit(lambda: self._log_result(trial, metrics, tags))
+        _, held, _ = self._pending.get(trial.trial_id, (None, [], None))
+        self._pending[trial.trial_id] = (trial, held + metrics, tags)
+        if (time.monotonic() - self._sent_at.get(trial.trial_id, 0.0) >= WRITE_EVERY_S
+                or len(held) + len(metrics) >= MAX_BATCH):
+            self._send(trial.trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # Its node went away; Tune restarts it from its last checkpoint, in the same run.
@@ -379,13 +420,17 @@ class MLflowTrialRuns(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         checkpoint, last_result = trial.checkpoint, dict(getattr(trial, "last_result", None) or {})
-        self._submit(lambda: self._complete(trial, checkpoint, last_result))
+        metrics, tags = self._take(trial.trial_id)
+        self._sent_at.pop(trial.trial_id, None)
+        self._submit(lambda: self._complete(trial, checkpoint, last_result, metrics, tags))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from ecgtune.tuning.completion import error_text
 
         error = error_text(trial)
-        self._submit(lambda: self._failed_run(trial, error))
+        metrics, tags = self._take(trial.trial_id)
+        self._sent_at.pop(trial.trial_id, None)
+        self._submit(lambda: self._failed_run(trial, error, metrics, tags))
 
     def on_experiment_end(self, trials, **info):
         self.flush()

@@ -148,9 +148,14 @@ def test_writes_keep_their_order_off_tunes_thread_and_a_failed_one_fails_the_sea
     for epoch in range(1, 6):
         callback.on_trial_result(0, [trial], trial, {"epoch": epoch, "val_balanced_accuracy": epoch / 10,
                                                      "node_id": "n1", "gpu_ids": ""})
-    callback.on_trial_complete(0, [trial], trial)
     assert callback.barrier().wait(timeout=60)  # what selection waits for before it reads the runs
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    # Epochs this fast are held back (one write every WRITE_EVERY_S seconds at most), params with them.
+    assert client.get_metric_history(run.info.run_id, "val_balanced_accuracy") == [] and not run.data.params
+    callback.on_trial_complete(0, [trial], trial)
+    assert callback.barrier().wait(timeout=60)
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert run.data.params["train.lr"] == "0.01"
     history = client.get_metric_history(run.info.run_id, "val_balanced_accuracy")
     assert [(m.step, m.value) for m in history] == [(e, e / 10) for e in range(1, 6)]
     assert run.info.status == "FINISHED" and run.data.tags["ray.node_id"] == "n1"
