@@ -209,9 +209,7 @@ class UnitSearcher(Searcher):
             return None  # every unit with trials left is waiting or at its concurrency limit
         _, key, extra = best
         trials = self.units[key]
-        if isinstance(trials, VariantTrials):
-            trials.expected_next(self.durations)  # other units were ranked since: choose its trial again
-        config = trials.suggest(trial_id, extra)
+        config = trials.suggest(trial_id, extra)  # a grid's: the one its expected_next just chose
         self.unit_of[trial_id] = key
         self.started[trial_id] = (trials.prior_of(config), searched_values(trials.unit, config))
         return config
