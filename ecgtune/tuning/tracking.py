@@ -207,7 +207,8 @@ def result_end_ms(result: dict, started_ms: int | None = None) -> int | None:
 
 
 WRITE_EVERY_S = 2.0  # a trial's metrics reach MLflow this often at most (its last ones when it ends)
-MAX_BATCH = 900  # MLflow takes at most 1,000 metrics per log_batch
+MAX_ENTITIES = 1000  # what MLflow takes in one log_batch: metrics, params and tags together
+HOLD_AT_MOST = 800  # metrics held back for a trial before they are sent anyway
 
 
 class MLflowTrialRuns(Callback):
@@ -240,7 +241,7 @@ class MLflowTrialRuns(Callback):
         self._started: dict[str, int] = {}  # per trial id, its run's start time (ms)
         self._tags: dict[str, list] = {}  # per trial id, the location tags last written
         self._params_due: set[str] = set()  # trial ids whose new run has no params yet
-        self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (metrics, tags) not sent yet
+        self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (trial, metrics, tags) not sent yet
         self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
         self._inputs: dict[str, list] = {}  # per unit key, its dataset inputs (the same for all its trials)
         self._queue, self._thread, self._error, self._raised = None, None, None, False
@@ -354,7 +355,10 @@ class MLflowTrialRuns(Callback):
         else:
             self._tags[trial.trial_id] = tags
         if metrics or params or tags:
-            self.mlflow.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+            first = MAX_ENTITIES - len(params) - len(tags)
+            self.mlflow.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
+            for start in range(first, len(metrics), MAX_ENTITIES):
+                self.mlflow.log_batch(run_id, metrics=metrics[start:start + MAX_ENTITIES])
 
     def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags) -> None:
         self._log_result(trial, metrics, tags)
@@ -410,7 +414,7 @@ class MLflowTrialRuns(Callback):
         _, held, _ = self._pending.get(trial.trial_id, (None, [], None))
         self._pending[trial.trial_id] = (trial, held + metrics, tags)
         if (time.monotonic() - self._sent_at.get(trial.trial_id, 0.0) >= WRITE_EVERY_S
-                or len(held) + len(metrics) >= MAX_BATCH):
+                or len(held) + len(metrics) >= HOLD_AT_MOST):
             self._send(trial.trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):

@@ -166,3 +166,18 @@ def test_writes_keep_their_order_off_tunes_thread_and_a_failed_one_fails_the_sea
         callback.flush()
     callback.on_step_begin(1, [])  # raised once: the search is already failing
     assert callback.barrier().wait(timeout=60)  # a barrier is never left waiting behind the failure
+
+
+def test_metrics_held_back_beyond_one_batch_are_all_written(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="t8", config=_config(), checkpoint=None, last_result={})
+    callback.on_trial_start(0, [trial], trial)
+    many = {f"val_m{i}": float(i) for i in range(600)}  # two epochs of these are more than one log_batch takes
+    for epoch in range(1, 8):
+        callback.on_trial_result(0, [trial], trial, {"epoch": epoch, **many})
+    callback.on_trial_complete(0, [trial], trial)
+    callback.flush()
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_m599")] == list(range(1, 8))
+    assert run.data.params["train.lr"] == "0.01"
