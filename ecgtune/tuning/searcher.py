@@ -127,7 +127,8 @@ class VariantTrials(UnitTrials):
     def restore(self, handed: list[int] | None, suggested: int) -> None:
         # None: saved by an ecgtune that handed a grid out in Tune's order, so ``suggested`` counts in it.
         self.handed = list(range(suggested)) if handed is None else list(handed)
-        self.left = [i for i in self.left if i not in set(self.handed)]
+        gone = set(self.handed)
+        self.left = [i for i in self.left if i not in gone]
 
 
 class OptunaTrials(UnitTrials):
