@@ -17,6 +17,7 @@ one's end, read from Ray Tune's own trial results (result.json: timestamp and ti
     # after another) against this one (ecgtune's own searcher, driven by a simulated clock), and the
     # lower bound (total work / slots, or the longest chain)
     python benchmarks/bench_scaling.py replay --durations benchmarks/trial_durations.json
+    python benchmarks/bench_scaling.py replay --pretrain-s 0 --json   # [{"slots", "makespan_s", "bound_s"}, ...]
 """
 
 from __future__ import annotations
@@ -232,18 +233,21 @@ class Replay:
         events: list[tuple[float, int, str, str]] = []  # (time, order, kind, id)
         clock, free, n, order, finalised = 0.0, slots, 0, 0, 0
         unit_of: dict[str, str] = {}
+        durations: dict[str, float] = {}
         while finalised < len(self.plan):
             while free:
                 config = searcher.suggest(f"t{n}")
                 if not isinstance(config, dict):
                     break
                 unit_of[f"t{n}"] = config["unit"]
-                heapq.heappush(events, (clock + self.duration(config), order, "trial", f"t{n}"))
+                durations[f"t{n}"] = self.duration(config)
+                heapq.heappush(events, (clock + durations[f"t{n}"], order, "trial", f"t{n}"))
                 n, order, free = n + 1, order + 1, free - 1
             clock, _, kind, ident = heapq.heappop(events)
             if kind == "trial":
                 free += 1
-                searcher.on_trial_complete(ident, {"best_metric": 0.5})
+                # As Tune does: the finished trial's result with its own duration, which the searcher learns from.
+                searcher.on_trial_complete(ident, {"best_metric": 0.5, "time_total_s": durations.pop(ident)})
                 unit = unit_of.pop(ident)
                 finished[unit] = finished.get(unit, 0) + 1
                 if finished[unit] == planned[unit]:
@@ -257,6 +261,11 @@ class Replay:
 
 def cmd_replay(args) -> None:
     replay = Replay(json.loads(Path(args.durations).read_text()), args.pretrain_s, args.finalize_s)
+    if args.json:
+        rows = [{"slots": slots, "makespan_s": round(replay.scheduled(slots), 1), "bound_s": round(replay.lower_bound(slots), 1)}
+                for slots in args.slots]
+        print(json.dumps(rows))
+        return
     work = replay.total_work()
     n_trials = sum(len(cs) for cs in replay.configs().values())
     print(f"29-patient study: {len(replay.plan)} units, {n_trials} trials, {work:.0f} trial-seconds of work "
@@ -291,6 +300,8 @@ def main() -> None:
     replay.add_argument("--slots", type=int, nargs="+", default=[32, 128])
     replay.add_argument("--pretrain-s", type=float, default=600.0, help="the pre-training trial's duration")
     replay.add_argument("--finalize-s", type=float, default=5.0, help="selection, test and promotion of a unit")
+    replay.add_argument("--json", action="store_true",
+                        help='only ecgtune\'s schedule: a JSON list of {"slots", "makespan_s", "bound_s"}')
     replay.set_defaults(func=cmd_replay)
     args = parser.parse_args()
     args.func(args)

@@ -30,6 +30,7 @@ ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
 OPTIMIZERS = ("adam", "sgd", "radam")
 LR_SCHEDULERS = ("none", "reducelr", "cycliclr", "cosine", "step")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # on a GPU; the CPU always trains in fp32
 
 # Training parameters a stage may set or search; anything else in `params` is a typo.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -52,6 +53,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "augment": 0.0,  # probability of each augmentation on a training batch; 0 = none (ECG-DualNet: 0.2)
     "augmentations": list(AUGMENTATIONS),  # which ones (ecgtune.transforms.augment)
     "seed": 0,
+    # Mixed precision on a GPU: auto = bf16 where the GPU has it natively, else fp16 with loss scaling;
+    # fp32 turns it off (benchmarks/gpu_check.sh measures both).
+    "precision": "auto",
 }
 
 
@@ -438,7 +442,7 @@ def _check_training_values(params: dict, where: str, section: str) -> None:
             bad = [v for v in domain_values(params[key]) if not ok(v)]
             if bad:
                 raise _fail(where, f"{section}.{key}", expected, bad[0])
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS)):
+    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS), ("precision", PRECISIONS)):
         bad = [v for v in domain_values(params.get(key, allowed[0])) if v not in allowed]
         if bad:
             raise _fail(where, f"{section}.{key}", f"one of {list(allowed)}", bad[0])

@@ -43,27 +43,31 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tenso
     return -(weight * (1 - log_p.exp()) ** gamma * log_p).sum() / weight.sum()
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU computes it natively (Ampere and later), else fp16 (which needs loss scaling);
-    None on the CPU. Emulated bf16 (older GPUs) would be slower than fp16."""
-    if device.type != "cuda":
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of a trial's ``precision`` (spaces.PRECISIONS) on ``device``: None (fp32) on the
+    CPU and for "fp32"; for "auto" bf16 where the GPU computes it natively (Ampere and later), else fp16
+    (which needs loss scaling). Emulated bf16 (older GPUs) would be slower than fp16."""
+    if device.type != "cuda" or precision == "fp32":
         return None
+    if precision in ("fp16", "bf16"):
+        return torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
-def autocast(device: torch.device):
-    """Mixed precision on a GPU, full precision on the CPU."""
-    dtype = autocast_dtype(device)
+def autocast(device: torch.device, precision: str = "auto"):
+    """Mixed precision on a GPU (unless ``precision`` is fp32), full precision on the CPU."""
+    dtype = autocast_dtype(device, precision)
     return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scaler=None, order=None,
-              scheduler_per_batch=None, class_weights=None, transform=None, thresholds=None, focal_gamma=0.0):
+              scheduler_per_batch=None, class_weights=None, transform=None, thresholds=None, focal_gamma=0.0,
+              precision: str = "auto"):
     """One pass over ``split``: trains when ``stage == "train"``, else scores it (val and test alike, through
     ``predict``). ``transform(inputs) -> inputs`` changes training batches only (augmentation).
     Returns the metrics, prefixed by stage."""
     if stage != "train":
-        logits = predict(model, split, batch_size=batch_size)
+        logits = predict(model, split, batch_size=batch_size, precision=precision)
         loss = loss_fn(torch.from_numpy(logits), split.y.cpu()).item() if len(split) else 0.0
         return {f"{stage}_loss": loss, **classification_metrics(
             logits, split.y_numpy, stage, split.label_names, split.scores, thresholds=thresholds)}
@@ -72,7 +76,7 @@ def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scal
     for xb, yb in split.batches(batch_size, order):
         if transform is not None:
             xb = transform(xb)
-        with autocast(split.device):
+        with autocast(split.device, precision):
             loss = loss_fn(model(*xb.values()).float(), yb, class_weights, focal_gamma)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -90,11 +94,11 @@ def run_epoch(model, split, stage: str, *, batch_size: int, optimizer=None, scal
 
 
 @torch.no_grad()
-def predict(model, split, *, batch_size: int = 1024) -> np.ndarray:
+def predict(model, split, *, batch_size: int = 1024, precision: str = "auto") -> np.ndarray:
     """The logits of every example of ``split`` in stored order, shape (N, outputs), float32 on the CPU."""
     model.eval()
     outputs = []
     for xb, _ in split.batches(batch_size):
-        with autocast(split.device):
+        with autocast(split.device, precision):
             outputs.append(model(*xb.values()).float().cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 1), np.float32)

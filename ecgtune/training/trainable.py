@@ -156,7 +156,7 @@ def train_fn(config: dict, datasets=None) -> None:
     examples = examples.with_inputs(model_inputs(config["model"]["name"]))  # only what the model takes reaches the device
     device, gpu_ids = _device()
     # Where the trial ran, for its MLflow run (Tune adds the node's IP and host name itself).
-    placement = {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(gpu_ids)}
+    placement = {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(gpu_ids), "device": str(device)}
     torch.manual_seed(cfg["seed"])
     generator = torch.Generator().manual_seed(cfg["seed"])
 
@@ -177,7 +177,8 @@ def train_fn(config: dict, datasets=None) -> None:
     steps = -(-len(train) // cfg["batch_size"])
     scheduler, per_batch = build_scheduler(optimizer, cfg, steps)
     # fp16 needs loss scaling; bf16 (what autocast picks where the GPU has it natively) and the CPU do not.
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
+    precision = cfg.get("precision", "auto")  # a trial of a search started before there was a choice: auto
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device, precision) == torch.float16 else None
     weights = class_weights(cfg, train)
     augment = augmentation(cfg, train.layout, generator=torch.Generator(device=device).manual_seed(cfg["seed"]))
 
@@ -199,9 +200,9 @@ def train_fn(config: dict, datasets=None) -> None:
         metrics = run_epoch(
             model, train, "train", batch_size=cfg["batch_size"], optimizer=optimizer, scaler=scaler,
             order=order, scheduler_per_batch=scheduler if per_batch else None, class_weights=weights, transform=augment,
-            focal_gamma=cfg["focal_gamma"],
+            focal_gamma=cfg["focal_gamma"], precision=precision,
         )
-        metrics.update(run_epoch(model, val, "val", batch_size=max(cfg["batch_size"], 256)))
+        metrics.update(run_epoch(model, val, "val", batch_size=max(cfg["batch_size"], 256), precision=precision))
         if scheduler is not None and not per_batch:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(metrics["val_loss"])

@@ -139,8 +139,9 @@ class Finalizer:
             self._client = tracking.client(self.mlflow_uri)
         return self._client
 
-    def submit(self, key: str, outcomes: list) -> Future:
-        future = self.pool.submit(self._finalize, self.plan[key], outcomes)
+    def submit(self, key: str, outcomes: list, after=None) -> Future:
+        """Finalise unit ``key`` once ``after`` (an event: its trials' MLflow writes are done) is set."""
+        future = self.pool.submit(self._finalize, self.plan[key], outcomes, after)
         future.add_done_callback(self._note_error)
         return future
 
@@ -152,7 +153,9 @@ class Finalizer:
         """Wait for the unit being finalised (and, unless ``cancel``, the queued ones)."""
         self.pool.shutdown(wait=True, cancel_futures=cancel)
 
-    def _finalize(self, unit: Unit, outcomes: list) -> None:
+    def _finalize(self, unit: Unit, outcomes: list, after=None) -> None:
+        if after is not None:
+            after.wait()
         if self.readiness.aborted():
             return
         # A unit others start from leaves its selected weights where their trials read them.

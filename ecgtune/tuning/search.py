@@ -212,6 +212,19 @@ def data_source(data: PreparedData, data_dir: str | None) -> str:
     return str(data.examples.notes.get("database") or data_root(data_dir))
 
 
+def train_examples(plan: list[Unit], data: dict[str, PreparedData]) -> dict[str, int]:
+    """Each unit's training examples (its patient's, or the whole dataset's): the size its trials' expected
+    durations scale with, so that a pre-training on 29 records ranks above one patient's trials."""
+    out = {}
+    for unit in plan:
+        prepared = data[unit.space.experiment_name]
+        train = prepared.split_labels == "train"
+        if unit.patient is not None:
+            train &= prepared.examples.records == unit.patient
+        out[unit.key] = int(train.sum())
+    return out
+
+
 def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
                data_dir: str | None) -> dict[str, dict]:
     """What each unit's trial runs are named after and which dataset inputs they log."""
@@ -392,7 +405,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
         echo(f"note: {note}")
 
-    finalizer = None
+    finalizer = trial_runs = None
     try:
         for unit in whole_plan:
             if unit.key in skipped:
@@ -411,19 +424,23 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
         )
         spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
         done = set(state.finished)
-        searcher = UnitSearcher(plan, spaces_, readiness.starting_point, readiness.aborted, done=done)
+        searcher = UnitSearcher(plan, spaces_, readiness.starting_point, readiness.aborted, done=done,
+                                train_examples=train_examples(plan, data))
         planned = {u.key: u.planned_trials for u in plan}
+        trial_runs = tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
+                                              resumed=resume, labels=run_labels(plan, spaces_, data, data_dir))
         callbacks = [
-            tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
-                                     resumed=resume, labels=run_labels(plan, spaces_, data, data_dir)),
+            trial_runs,
             TrialLines(planned, {u.key: u.space.metric for u in plan}),
-            UnitCompletion(planned, done, finalizer.submit),
+            # Selection reads the unit's trial runs: it starts once the writes asked for so far are done.
+            UnitCompletion(planned, done, lambda key, outcomes: finalizer.submit(key, outcomes, after=trial_runs.barrier())),
             StopOnError(readiness),
         ]
         if plan:  # every unit may have been skipped
             run_trials(plan=plan, param_spaces=spaces_, datasets=refs, searcher=searcher, callbacks=callbacks,
                        storage_path=state.storage_path, resume=resume,
                        max_failures=CLUSTER_TRIAL_RETRIES if address else 0)
+        trial_runs.flush()
         finalizer.close()
         if readiness.error is not None:
             raise readiness.error
@@ -433,12 +450,16 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
                 f"the search stopped before {len(unfinished)} of {len(plan)} units finished (first: {unfinished[0]})"
             )
     except KeyboardInterrupt:
+        if trial_runs is not None:
+            trial_runs.flush(raise_error=False)  # then no write of its comes after the runs are closed
         if finalizer is not None:
             finalizer.close(cancel=True)
         for record in records.values():
             tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "KILLED")
         raise
     except BaseException:
+        if trial_runs is not None:
+            trial_runs.flush(raise_error=False)
         if finalizer is not None:
             finalizer.close(cancel=True)
         for record in records.values():

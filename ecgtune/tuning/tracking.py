@@ -194,12 +194,21 @@ def unit_tags(config: dict) -> dict[str, str]:
 def trial_end_ms(trial, started_ms: int | None = None) -> int | None:
     """When the trial reported its last result, in ms (the trainable's own time, else Ray's timestamp in
     whole seconds), never before the run started; None if unknown."""
-    result = getattr(trial, "last_result", None) or {}
+    return result_end_ms(getattr(trial, "last_result", None) or {}, started_ms)
+
+
+def result_end_ms(result: dict, started_ms: int | None = None) -> int | None:
+    """``trial_end_ms`` of a trial whose last result is ``result``."""
     stamp = next((result[k] for k in ("reported_at", "timestamp")
                   if isinstance(result.get(k), (int, float)) and result[k] > 0), None)
     if stamp is None:
         return None
     return max(int(stamp * 1000), started_ms or 0)
+
+
+WRITE_EVERY_S = 2.0  # a trial's metrics reach MLflow this often at most (its last ones when it ends)
+MAX_ENTITIES = 1000  # what MLflow takes in one log_batch: metrics, params and tags together
+HOLD_AT_MOST = 800  # metrics held back for a trial before they are sent anyway
 
 
 class MLflowTrialRuns(Callback):
@@ -209,6 +218,16 @@ class MLflowTrialRuns(Callback):
     space's parent run (``parents``: experiment name -> (experiment id, parent run id)). A trial restored
     by --resume (``resumed``) finds its run again by the trial-id tag instead of opening a duplicate; a
     trial retried after its node failed keeps its run.
+
+    The writes go to the store from one thread of their own, in the order Tune reported the events: Tune
+    calls its callbacks on the thread that also starts trials and takes their results, where every
+    write to a SQLite store (a commit, tens of ms) held up the whole cluster's trials
+    (benchmarks/bench_overhead.py). The first write that fails stops the writing and fails the search at
+    Tune's next step, as it did when it ran there; ``flush`` waits for the writes asked for so far.
+
+    A trial's metrics are written at most every WRITE_EVERY_S seconds (each epoch's with its own step and
+    time): epochs of a fraction of a second (small models on a GPU) would otherwise make MLflow, not
+    training, set the pace. Its params go with its first metrics, its last metrics with its end.
     """
 
     def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False,
@@ -220,9 +239,16 @@ class MLflowTrialRuns(Callback):
         self._client = None
         self._runs: dict[str, str] = {}
         self._started: dict[str, int] = {}  # per trial id, its run's start time (ms)
+        self._tags: dict[str, list] = {}  # per trial id, the location tags last written
+        self._params_due: set[str] = set()  # trial ids whose new run has no params yet
+        self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (trial, metrics, tags) not sent yet
+        self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
+        self._inputs: dict[str, list] = {}  # per unit key, its dataset inputs (the same for all its trials)
+        self._queue, self._thread, self._error, self._raised = None, None, None, False
 
     def __getstate__(self):
-        return dict(self.__dict__, _client=None, _runs={}, _started={})
+        return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _inputs={}, _queue=None,
+                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={})
 
     @property
     def mlflow(self):
@@ -230,6 +256,59 @@ class MLflowTrialRuns(Callback):
             self._client = client(self.uri)
         return self._client
 
+    # -- the writer thread
+    def _submit(self, write, always: bool = False) -> None:
+        """Queue ``write()``; ``always``: run it even after a write failed (a barrier someone waits on)."""
+        self.raise_error()
+        if self._thread is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._write, name="ecgtune-mlflow", daemon=True)
+            self._thread.start()
+        self._queue.put((write, always))
+
+    def _write(self) -> None:
+        while True:
+            write, always = self._queue.get()
+            try:
+                if always or self._error is None:
+                    write()
+            except BaseException as exc:  # kept for the driver's thread, which raises it
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def raise_error(self) -> None:
+        """Raise the write that failed, once (the writes after it are dropped: the search is failing)."""
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
+
+    def flush(self, raise_error: bool = True) -> None:
+        """Send the metrics held back, wait until every write asked for so far is in the store; raise the
+        first that failed."""
+        for trial_id in list(self._pending):
+            if self._error is None:
+                self._send(trial_id)
+        if self._queue is not None:
+            self._queue.join()
+        if raise_error:
+            self.raise_error()
+
+    def barrier(self):
+        """An event set once the writes asked for so far are done (failed or not)."""
+        import threading
+
+        done = threading.Event()
+        if self._thread is None:
+            done.set()
+        else:
+            self._submit(done.set, always=True)
+        return done
+
+    # -- what is written, on the writer thread
     def run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
             exp_id, parent_run_id = self.parents[trial.config["space"]]
@@ -238,30 +317,92 @@ class MLflowTrialRuns(Callback):
             if existing is not None:
                 run_id = existing.info.run_id
                 self._started[trial.trial_id] = existing.info.start_time
+                if not existing.data.params:  # the search stopped before its first metrics were written
+                    self._params_due.add(trial.trial_id)
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
-                from mlflow.entities import Param
-
                 from ecgtune.tuning.run_labels import dataset_inputs, trial_run_name
 
                 # "false" until selection marks one run of the unit "true": a column that sorts in the UI.
                 tags = dict(unit_tags(trial.config), **{PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id,
                                                         SELECTED_TAG: "false"})
-                label = self.labels.get(trial.config["unit"])
+                unit = trial.config["unit"]
+                label = self.labels.get(unit)
                 name = (trial_run_name(trial.config, label["searched"], several_models=label["several_models"])
                         if label else str(trial))
                 run = self.mlflow.create_run(exp_id, run_name=name, tags=tags)
                 run_id = run.info.run_id
                 self._started[trial.trial_id] = run.info.start_time
-                params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
-                self.mlflow.log_batch(run_id, params=params)
+                self._params_due.add(trial.trial_id)  # written with its first metrics: one write fewer
                 if label:
-                    self.mlflow.log_inputs(run_id, datasets=dataset_inputs(**label["inputs"]))
+                    if unit not in self._inputs:
+                        self._inputs[unit] = dataset_inputs(**label["inputs"])
+                    self.mlflow.log_inputs(run_id, datasets=self._inputs[unit])
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
+    def _log_result(self, trial, metrics: list, tags: list) -> None:
+        from mlflow.entities import Param
+
+        run_id = self.run_id(trial)
+        params = []
+        if trial.trial_id in self._params_due:
+            self._params_due.discard(trial.trial_id)
+            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+        # Where the trial runs changes only when Tune retries it elsewhere: tags written when they change.
+        if tags is None or tags == self._tags.get(trial.trial_id):
+            tags = []
+        else:
+            self._tags[trial.trial_id] = tags
+        if metrics or params or tags:
+            first = MAX_ENTITIES - len(params) - len(tags)
+            self.mlflow.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
+            for start in range(first, len(metrics), MAX_ENTITIES):
+                self.mlflow.log_batch(run_id, metrics=metrics[start:start + MAX_ENTITIES])
+
+    def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags) -> None:
+        self._log_result(trial, metrics, tags)
+        run_id = self.run_id(trial)
+        if checkpoint is not None:
+            # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
+            with checkpoint.as_directory() as d:
+                self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
+        # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
+        # above, and behind other trials' events): the UI's duration is the trial's own.
+        end = result_end_ms(last_result, self._started.pop(trial.trial_id, None))
+        self.mlflow.set_terminated(run_id, "FINISHED", end_time=end)
+        self._forget(trial.trial_id)  # the driver keeps nothing per finished trial
+
+    def _failed_run(self, trial, error: str, metrics: list, tags) -> None:
+        self._log_result(trial, metrics, tags)
+        # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
+        self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error)
+        self.mlflow.set_terminated(self.run_id(trial), "FAILED")
+        self._forget(trial.trial_id)
+
+    def _forget(self, trial_id: str) -> None:
+        for per_trial in (self._runs, self._started, self._tags):
+            per_trial.pop(trial_id, None)
+        self._params_due.discard(trial_id)
+
+    # -- Tune's events, on its thread: what to write is taken from the trial now (it changes later)
+    def on_step_begin(self, iteration, trials, **info):
+        self.raise_error()
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.run_id(trial)
+        self._sent_at[trial.trial_id] = time.monotonic()
+        self._submit(lambda: self.run_id(trial))
+
+    def _take(self, trial_id: str) -> tuple[list, list | None]:
+        """The metrics and latest tags held back for a trial (Tune's thread)."""
+        _, metrics, tags = self._pending.pop(trial_id, (None, [], None))
+        return metrics, tags
+
+    def _send(self, trial_id: str) -> None:
+        trial = self._pending[trial_id][0]
+        metrics, tags = self._take(trial_id)
+        self._sent_at[trial_id] = time.monotonic()
+        self._submit(lambda: self._log_result(trial, metrics, tags))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         from mlflow.entities import Metric, RunTag
@@ -269,32 +410,31 @@ class MLflowTrialRuns(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
-        # Tagged at every result: cheap, and a trial retried after a node failure goes on elsewhere.
         tags = [RunTag(tag, str(result[key]) or "none") for key, tag in LOCATION_TAGS.items() if key in result]
-        self.mlflow.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
+        _, held, _ = self._pending.get(trial.trial_id, (None, [], None))
+        self._pending[trial.trial_id] = (trial, held + metrics, tags)
+        if (time.monotonic() - self._sent_at.get(trial.trial_id, 0.0) >= WRITE_EVERY_S
+                or len(held) + len(metrics) >= HOLD_AT_MOST):
+            self._send(trial.trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # Its node went away; Tune restarts it from its last checkpoint, in the same run.
-        self.mlflow.set_tag(self.run_id(trial), "ray.failures", str(trial.num_failures))
+        failures = str(trial.num_failures)
+        self._submit(lambda: self.mlflow.set_tag(self.run_id(trial), "ray.failures", failures))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
-        checkpoint = trial.checkpoint
-        if checkpoint is not None:
-            # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
-            with checkpoint.as_directory() as d:
-                self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
-        # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
-        # above, and behind other trials' events): the UI's duration is the trial's own.
-        end = trial_end_ms(trial, self._started.pop(trial.trial_id, None))
-        self.mlflow.set_terminated(run_id, "FINISHED", end_time=end)
-        self._runs.pop(trial.trial_id, None)  # the driver keeps nothing per finished trial
+        checkpoint, last_result = trial.checkpoint, dict(getattr(trial, "last_result", None) or {})
+        metrics, tags = self._take(trial.trial_id)
+        self._sent_at.pop(trial.trial_id, None)
+        self._submit(lambda: self._complete(trial, checkpoint, last_result, metrics, tags))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from ecgtune.tuning.completion import error_text
 
-        # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
-        self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error_text(trial))
-        self.mlflow.set_terminated(self.run_id(trial), "FAILED")
-        self._runs.pop(trial.trial_id, None)
-        self._started.pop(trial.trial_id, None)
+        error = error_text(trial)
+        metrics, tags = self._take(trial.trial_id)
+        self._sent_at.pop(trial.trial_id, None)
+        self._submit(lambda: self._failed_run(trial, error, metrics, tags))
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()

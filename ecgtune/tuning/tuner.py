@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 
 from ray import tune
 
@@ -105,10 +106,29 @@ def has_tune_state(path: str) -> bool:
     return any(e.base_name.startswith("experiment_state-") and e.base_name.endswith(".json") for e in entries)
 
 
+@contextmanager
+def tune_logger_defaults_off():
+    """Tune's own result files (result.json, progress.csv) are kept, passed as callbacks; its TensorBoard
+    files would be a third copy of every epoch's metrics beside them and MLflow, written on the thread that
+    starts trials (12 ms a result on this machine, profiled under benchmarks/bench_overhead.py). Tune adds
+    all three unless this variable says not to; it reads it as a run starts."""
+    previous = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
+        else:
+            os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = previous
+
+
 def run_trials(*, plan: list[Unit], param_spaces: dict[str, dict], datasets: dict, searcher: UnitSearcher,
                callbacks: list, storage_path: str, resume: bool, max_failures: int):
     """Run every trial of the plan; returns when all are done, the search was interrupted (Ctrl-C:
     Tune saves its state and returns), or a callback raised."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     from ecgtune.training.trainable import train_fn
 
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(MAX_PENDING_TRIALS))
@@ -119,24 +139,25 @@ def run_trials(*, plan: list[Unit], param_spaces: dict[str, dict], datasets: dic
         controller_log = logging.getLogger("ray.tune.execution.tune_controller")
         if not any(isinstance(f, GoneCheckpointFilter) for f in controller_log.filters):
             controller_log.addFilter(GoneCheckpointFilter())
-    return tune.run(
-        trainable,
-        name=TUNE_EXPERIMENT,
-        storage_path=storage_path,
-        search_alg=searcher,
-        scheduler=UnitSchedulers(lambda key: unit_scheduler(units[key].space, units[key].stage)),
-        num_samples=sum(u.planned_trials for u in plan),
-        # Trials are seconds long: starting a fresh actor for each would dominate on a small machine.
-        reuse_actors=True,
-        trial_dirname_creator=trial_dirname,
-        callbacks=callbacks,
-        # Trials checkpoint only when validation improves; the latest is the best.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        # A trial whose node went away (a reclaimed spot instance) restarts from its checkpoint.
-        max_failures=max_failures,
-        raise_on_failed_trial=False,
-        verbose=0,
-        # --resume: finished trials stay, unfinished and failed ones go on from their last checkpoint
-        # under the same trial id (so each keeps its MLflow run).
-        resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME) if can_resume else None,
-    )
+    with tune_logger_defaults_off():
+        return tune.run(
+            trainable,
+            name=TUNE_EXPERIMENT,
+            storage_path=storage_path,
+            search_alg=searcher,
+            scheduler=UnitSchedulers(lambda key: unit_scheduler(units[key].space, units[key].stage)),
+            num_samples=sum(u.planned_trials for u in plan),
+            # Trials are seconds long: starting a fresh actor for each would dominate on a small machine.
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+            # Trials checkpoint only when validation improves; the latest is the best.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # A trial whose node went away (a reclaimed spot instance) restarts from its checkpoint.
+            max_failures=max_failures,
+            raise_on_failed_trial=False,
+            verbose=0,
+            # --resume: finished trials stay, unfinished and failed ones go on from their last checkpoint
+            # under the same trial id (so each keeps its MLflow run).
+            resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME) if can_resume else None,
+        )

@@ -84,7 +84,7 @@ def test_the_searcher_state_survives_a_restart(tmp_path):
     plan = build_plan([load_space("quickstart"), load_space("individuals_patients").with_patients(["100"])])
     searcher = make_searcher(plan)
     handed, _ = drain(searcher)
-    searcher.on_trial_complete(next(iter(handed)), {"best_metric": 0.5})
+    searcher.on_trial_complete(next(t for t, c in handed.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
     searcher.save(str(tmp_path / "searcher.pkl"))
     restarted = make_searcher(plan)
     restarted.restore(str(tmp_path / "searcher.pkl"))
@@ -181,3 +181,101 @@ def test_a_fusion_unit_is_ready_once_both_branch_champions_are_written():
     assert readiness.starting_point(fusion) is None  # the image champion is still missing
     readiness.provide("ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-alexnet2d", "/s/alexnet.pt")
     assert readiness.starting_point(fusion) == {"init_weights": {"signal": "/s/gru.pt", "image": "/s/alexnet.pt"}}
+
+
+def key_of(config) -> tuple:
+    t = config["train"]
+    return (t["lr"], t["batch_size"], t["weighted_sampling"])
+
+
+def test_ready_trials_start_longest_first_and_units_others_wait_for_before_them():
+    space = load_space("finetune_patients").with_patients(["100", "208"])
+    plan = build_plan([space])
+    pretrain, scratch_100, scratch_208 = (f"finetune_patients/{n}-cnn1d_residual{p}"
+                                          for n, p in (("pretrain", ""), ("scratch", "-100"), ("scratch", "-208")))
+    # The pre-training holds few examples here, yet goes first: fine-tuning waits for it.
+    sizes = {pretrain: 10, scratch_100: 100, scratch_208: 1000}
+    spaces = {u.key: param_space(u, "data-key", {"cpu": 1, "gpu": 0}) for u in plan}
+    searcher = UnitSearcher(plan, spaces, lambda u: None if u.sources else {"init_weights": None}, lambda: False,
+                            train_examples=sizes)
+    configs, _ = drain(searcher)
+    order = [(c["unit"], c["train"]["batch_size"]) for c in configs.values()]
+    assert order[0] == (pretrain, 32)
+    # Ten times the examples: all of patient 208's grid (even batch 32: 30 x 1000 x (1/32 + 1/13) = 3,245)
+    # before patient 100's batch 4 (30 x 100 x (1/4 + 1/13) = 981); batch 4, then 16, then 32 within a unit.
+    assert order[1:] == [(scratch_208, b) for b in (4,) * 6 + (16,) * 6 + (32,) * 6] + \
+        [(scratch_100, b) for b in (4,) * 6 + (16,) * 6 + (32,) * 6]
+    # Each unit still hands out its whole grid, once, numbered in the order handed out.
+    assert len({key_of(c) for c in configs.values() if c["unit"] == scratch_100}) == 18
+    assert [c["unit_trial"] for c in configs.values() if c["unit"] == scratch_100] == list(range(1, 19))
+
+
+def test_durations_measured_in_the_search_reorder_what_starts_next(tmp_path):
+    plan = build_plan([load_space("individuals_patients").with_patients(["100", "208"])])
+    first, second = plan[0].key, plan[1].key
+    searcher = make_searcher(plan)
+    # Equal priors: the first unit's batch-4 trials come first, in plan order.
+    a, b = searcher.suggest("a"), searcher.suggest("b")
+    assert (a["unit"], b["unit"], a["train"]["batch_size"], b["train"]["batch_size"]) == (first, first, 4, 4)
+    # Its first configuration ran ten times as long as its second: on the other patient that same grid point
+    # is now expected to take longest, and starts next, ahead of the first unit's untried batch-4 trials.
+    searcher.on_trial_complete("a", {"best_metric": 0.5, "time_total_s": 100.0})
+    searcher.on_trial_complete("b", {"best_metric": 0.5, "time_total_s": 10.0})
+    c = searcher.suggest("c")
+    assert (c["unit"], key_of(c)) == (second, key_of(a))
+    # The same grid point measured short goes last among the batch-4 trials of its unit.
+    rest, _ = drain(searcher, prefix="r")
+    second_b4 = [key_of(x) for x in rest.values() if x["unit"] == second and x["train"]["batch_size"] == 4]
+    assert second_b4[-1] == key_of(b) and len(second_b4) == 5
+    # Measured durations and what was handed out survive a restart: nothing repeats, nothing is skipped.
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restarted = make_searcher(plan)
+    restarted.restore(str(tmp_path / "searcher.pkl"))
+    assert restarted.durations.sums == searcher.durations.sums
+    assert drain(restarted, prefix="x")[1] == Searcher.FINISHED
+
+
+def test_a_grid_restored_from_a_search_that_handed_it_out_in_tunes_order_goes_on_in_that_order():
+    plan = build_plan([load_space("individuals_patients").with_patients(["100"])])
+    searcher = make_searcher(plan)
+    tunes_order = [searcher.units[plan[0].key].variants[i]["train"] for i in range(18)]
+    state = searcher.get_state()
+    state["units"][plan[0].key].update(suggested=5, in_flight=0)
+    del state["units"][plan[0].key]["handed"]  # what an earlier ecgtune saved
+    searcher.set_state(state)
+    rest, _ = drain(searcher)
+    assert sorted(map(str, (c["train"] for c in rest.values()))) == sorted(map(str, tunes_order[5:]))
+
+
+def test_an_optuna_unit_is_asked_in_turn_its_study_sees_its_own_trials_in_order():
+    plan = build_plan([load_space("quickstart"), load_space("individuals_patients").with_patients(["100"])])
+    searcher = make_searcher(plan)
+    configs, _ = drain(searcher)
+    mine = [c for c in configs.values() if c["unit"] == plan[0].key]
+    study = searcher.units[plan[0].key].optuna._ot_study
+    # Its study's trials, in the study's order, are the unit's trials 1, 2, ...
+    assert [c["unit_trial"] for c in mine] == [t.number + 1 for t in study.trials]
+    assert [c["train"]["lr"] for c in mine] == [t.params["train/lr"] for t in study.trials]
+
+
+def test_longest_first_shortens_a_small_schedule():
+    """Four slots, grids whose long trials Tune lists among short ones: started first, no slot idles at the end."""
+    plan = build_plan([load_space("individuals_patients").with_patients(["100", "208"])])
+    lengths = {4: 8.0, 16: 2.0, 32: 1.0}
+
+    def makespan(searcher, slots=4):
+        import heapq
+
+        clock, running, n = 0.0, [], 0
+        while True:
+            while len(running) < slots and isinstance(config := searcher.suggest(f"t{n}"), dict):
+                heapq.heappush(running, (clock + lengths[config["train"]["batch_size"]], f"t{n}"))
+                n += 1
+            if not running:
+                return clock
+            clock, trial_id = heapq.heappop(running)
+            searcher.on_trial_complete(trial_id, {"time_total_s": lengths[4]})
+
+    ordered = makespan(make_searcher(plan))
+    work = 2 * 6 * sum(lengths.values())
+    assert ordered == work / 4  # no slot idles: the batch-4 trials fill the first waves

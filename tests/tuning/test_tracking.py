@@ -32,12 +32,14 @@ def test_a_resumed_search_finds_the_trials_run_instead_of_opening_another(tmp_pa
     callback.on_trial_start(0, [trial], trial)
     callback.on_trial_result(0, [trial], trial, {"epoch": 1, "val_balanced_accuracy": 0.7, "time_this_iter_s": 3.0,
                                                  "node_id": "n1", "gpu_ids": ""})
+    callback.flush()  # the writes are the writer thread's: the search flushes them before it ends
 
     # --resume builds the callback anew: it finds the run by the trial's id.
     restored = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)}, resumed=True)
     restored.on_trial_start(0, [trial], trial)
     restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.8, "node_id": "n2", "gpu_ids": "1"})
     restored.on_trial_complete(0, [trial], trial)
+    restored.flush()
 
     runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert len(runs) == 1
@@ -56,6 +58,7 @@ def test_close_open_runs_leaves_nothing_running(tmp_path):
     callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
     trial = FakeTrial(trial_id="t1", config=_config(), checkpoint=None)
     callback.on_trial_start(0, [trial], trial)
+    callback.flush()
     tracking.close_open_runs(client, exp, parent, "KILLED")
     statuses = {r.info.status for r in client.search_runs([exp])}
     assert statuses == {"KILLED"}
@@ -77,6 +80,7 @@ def test_a_failed_trial_run_says_why(tmp_path):
                       get_error=lambda: None)
     callback.on_trial_start(0, [trial], trial)
     callback.on_trial_error(0, [trial], trial)
+    callback.flush()
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert run.info.status == "FAILED"
     assert run.data.tags["ecgtune.error"] == "torch.OutOfMemoryError: CUDA out of memory."
@@ -107,6 +111,7 @@ def test_a_trial_run_ends_when_the_trial_did(tmp_path):
     trial = FakeTrial(trial_id="t3", config=_config(), checkpoint=None, last_result={"timestamp": 2_000_000_000})
     callback.on_trial_start(0, [trial], trial)
     callback.on_trial_complete(0, [trial], trial)
+    callback.flush()
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert run.info.end_time == 2_000_000_000_000
 
@@ -120,6 +125,7 @@ def test_a_trial_shorter_than_a_second_does_not_end_before_it_started(tmp_path):
     trial = FakeTrial(trial_id="t4", config=_config(), checkpoint=None, last_result={"timestamp": int(time.time()) - 1})
     callback.on_trial_start(0, [trial], trial)
     callback.on_trial_complete(0, [trial], trial)
+    callback.flush()
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert run.info.end_time >= run.info.start_time
     # The trainable's own time, to the millisecond, wins over Ray's.
@@ -127,5 +133,51 @@ def test_a_trial_shorter_than_a_second_does_not_end_before_it_started(tmp_path):
                         last_result={"timestamp": 2_000_000_000, "reported_at": 2_000_000_000.25})
     callback.on_trial_start(0, [precise], precise)
     callback.on_trial_complete(0, [precise], precise)
+    callback.flush()
     run = client.search_runs([exp], filter_string="tags.`ecgtune.trial_id` = 't5'")[0]
     assert run.info.end_time == 2_000_000_000_250
+
+
+def test_writes_keep_their_order_off_tunes_thread_and_a_failed_one_fails_the_search(tmp_path):
+    import pytest
+
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="t6", config=_config(), checkpoint=None, last_result={"reported_at": 2_000_000_000.5})
+    callback.on_trial_start(0, [trial], trial)
+    for epoch in range(1, 6):
+        callback.on_trial_result(0, [trial], trial, {"epoch": epoch, "val_balanced_accuracy": epoch / 10,
+                                                     "node_id": "n1", "gpu_ids": ""})
+    assert callback.barrier().wait(timeout=60)  # what selection waits for before it reads the runs
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    # Epochs this fast are held back (one write every WRITE_EVERY_S seconds at most), params with them.
+    assert client.get_metric_history(run.info.run_id, "val_balanced_accuracy") == [] and not run.data.params
+    callback.on_trial_complete(0, [trial], trial)
+    assert callback.barrier().wait(timeout=60)
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert run.data.params["train.lr"] == "0.01"
+    history = client.get_metric_history(run.info.run_id, "val_balanced_accuracy")
+    assert [(m.step, m.value) for m in history] == [(e, e / 10) for e in range(1, 6)]
+    assert run.info.status == "FINISHED" and run.data.tags["ray.node_id"] == "n1"
+    # A space the callback was not told of: its write fails on the writer thread, and Tune's next step raises.
+    stray = FakeTrial(trial_id="t7", config=_config(space="unknown"), checkpoint=None)
+    callback.on_trial_start(0, [stray], stray)
+    with pytest.raises(KeyError, match="unknown"):
+        callback.flush()
+    callback.on_step_begin(1, [])  # raised once: the search is already failing
+    assert callback.barrier().wait(timeout=60)  # a barrier is never left waiting behind the failure
+
+
+def test_metrics_held_back_beyond_one_batch_are_all_written(tmp_path):
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    trial = FakeTrial(trial_id="t8", config=_config(), checkpoint=None, last_result={})
+    callback.on_trial_start(0, [trial], trial)
+    many = {f"val_m{i}": float(i) for i in range(600)}  # two epochs of these are more than one log_batch takes
+    for epoch in range(1, 8):
+        callback.on_trial_result(0, [trial], trial, {"epoch": epoch, **many})
+    callback.on_trial_complete(0, [trial], trial)
+    callback.flush()
+    (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_m599")] == list(range(1, 8))
+    assert run.data.params["train.lr"] == "0.01"
