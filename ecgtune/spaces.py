@@ -490,9 +490,10 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         raise _fail(where, "dataset.name", f"one of {list_datasets()}", dataset["name"])
     own_keys = getattr(dataset_class(dataset["name"]), "space_keys", ())
     dataset_args = {k: dataset[k] for k in own_keys if k in dataset}
-    for key in set(dataset) - {"name", "split", "preprocessing"} - set(own_keys):
-        raise _fail(where, f"dataset.{key}", f"no such key for dataset {dataset['name']!r} (only wfdb takes a path)",
-                    dataset[key])
+    foreign = sorted(set(dataset) - {"name", "split", "preprocessing"} - set(own_keys))
+    if foreign:
+        raise _fail(where, f"dataset.{foreign[0]}", f"no such key for dataset {dataset['name']!r} (only wfdb takes a "
+                    "path)", dataset[foreign[0]])
     for key in own_keys:
         if key not in dataset_args:
             raise _fail(where, f"dataset.{key}", f"the {key} of the {dataset['name']} dataset", None)

@@ -89,6 +89,12 @@ def _valid() -> dict:
          "transfer", "finetune stage"),
         (lambda d: d.update(transfer={"task": "aami_beats", "split": "random_beats"}), "transfer", "dataset"),
         (lambda d: d.update(smoke_test={"epoch": 1}), "smoke_test.epoch", "one of"),
+        (lambda d: d["dataset"].update(split="folds"), "dataset.split", "does not fit dataset 'mitdb'"),
+        (lambda d: d["dataset"].update(split={"protocol": "random_records", "test": 1.5}), "dataset.split",
+         "split option test must be a fraction"),
+        (lambda d: d["dataset"].update(split={"protocol": "chronological", "test": 0.2}), "dataset.split",
+         "split chronological takes no options"),
+        (lambda d: d["dataset"].update(path="/data/mine"), "dataset.path", "only wfdb takes a path"),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path, mutate, key, expected):
@@ -284,3 +290,19 @@ def test_bad_transfer_branches_name_the_key(tmp_path, branches, key, expected):
     with pytest.raises(EcgtuneError) as err:
         load_space(str(path))
     assert str(path) in str(err.value) and key in str(err.value) and expected in str(err.value)
+
+
+def test_a_split_takes_options_and_a_wfdb_dataset_its_path(tmp_path):
+    doc = _valid()
+    doc["dataset"].update(split={"protocol": "random_records", "test": 0.3, "seed": 7})
+    space = load_space(str(_write(tmp_path, doc)))
+    assert (space.split, space.split_options) == ("random_records", {"test": 0.3, "seed": 7})
+    assert space.resolved_split_options() == {"test": 0.3, "val": 0.2, "seed": 7}  # mitdb's default val kept
+    assert space.with_split("per_patient").split_options == {}
+    doc = _valid()
+    doc["dataset"] = {"name": "wfdb", "path": "mydb", "split": "random_records",
+                      "preprocessing": {"mode": "kachuee", "lead": "ECG1"}}
+    assert load_space(str(_write(tmp_path, doc))).dataset_args == {"path": "mydb"}
+    doc["dataset"].pop("path")
+    with pytest.raises(EcgtuneError, match="dataset.path"):
+        load_space(str(_write(tmp_path, doc)))
