@@ -183,6 +183,8 @@ def _stop(server) -> None:
 
 
 def _readme_blocks(tmp_path: Path, real_data_dir: Path, env: dict, capsys) -> None:
+    from mlflow.tracking import MlflowClient
+
     section = README.read_text().split("## Champions out", 1)[1].split("\n## ", 1)[0]
     port = free_port()
     section = section.replace("-cnet_rr@champion", "-cnet_rr-smoke@champion").replace("5001", str(port))
@@ -190,7 +192,8 @@ def _readme_blocks(tmp_path: Path, real_data_dir: Path, env: dict, capsys) -> No
     namespace: dict = {}
     server = None
     os.environ.setdefault("ECGTUNE_DATA_DIR", str(real_data_dir))
-    write_beat_database(tmp_path / "svdb", fs=128, records=tuple(str(r) for r in range(800, 806)), seconds=120)
+    # 20 records: enough for the record-bootstrap intervals of the external figures
+    write_beat_database(tmp_path / "svdb", fs=128, records=tuple(str(r) for r in range(800, 820)), seconds=60)
     try:
         for kind, text in blocks:
             if kind == "python":
@@ -219,4 +222,8 @@ def _readme_blocks(tmp_path: Path, real_data_dir: Path, env: dict, capsys) -> No
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(predictions) > 2000 and set(predictions["rpeaks"]) == {"given"}
     out = capsys.readouterr().out
-    assert "external validation:" in out and re.search(r"\n\s+S\s+\d\.\d{3}", out), out
+    assert "external validation:" in out and "20 records" in out and "no intervals" not in out, out
+    assert re.search(r"\n\s+S\s+\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", out), out  # S sensitivity with its interval
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias(BEATS, "champion")
+    assert "[" in version.tags["external.wfdb_svdb.f1_macro"]  # the figure and its interval on the version
