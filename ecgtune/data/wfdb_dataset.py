@@ -67,6 +67,9 @@ class WfdbDatabase:
         self.root = paths.data_root(root)
         folder = Path(os.path.expanduser(str(path)))
         self.folder = (folder if folder.is_absolute() else self.root / folder).resolve()
+        # A search resolves the same parameters three times (prepare, its key, the champion's preparation):
+        # each header is read once per dataset object, not once per call.
+        self._headers: dict[str, Header] = {}
 
     def __repr__(self) -> str:
         return f"WfdbDatabase(path={str(self.folder)!r})"
@@ -148,7 +151,10 @@ class WfdbDatabase:
             raise EcgtuneError(f"{self.name}: task must be {RECORDS_TASK!r} (whole records) or left out for beat and "
                                f"window tasks (mode: ...), got {task!r}")
         records = self._records(params.pop("records", None))
-        headers = {r: read_header(self.folder, r) for r in records}
+        for record in records:
+            if record not in self._headers:
+                self._headers[record] = read_header(self.folder, record)
+        headers = {r: self._headers[r] for r in records}
         nyquist = min(h.fs for h in headers.values()) / 2
         if task == RECORDS_TASK:
             p = self._resolve_records(params, nyquist)
