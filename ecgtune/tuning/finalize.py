@@ -28,6 +28,7 @@ from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
 from ecgtune.tuning.gate import champion_scorer
 from ecgtune.tuning.plan import Unit
+from ecgtune.tuning.run_labels import dataset_inputs, split_profile
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
 # units with the code it started with.
 from ecgtune.tuning.selection import evaluate_in_search, select_best
@@ -112,6 +113,7 @@ class SpaceRecord:
     experiment_id: str
     parent_run_id: str
     data: object  # PreparedData
+    source: str = ""  # where the examples came from (the dataset inputs' source)
 
 
 class Finalizer:
@@ -211,6 +213,11 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
             mlf.log_metric(run_id, name, value)
             mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
     mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
+    # The unit's dataset inputs go on its selected run (and the parent), not on every trial run: the
+    # trials of a unit share them, and one write fewer per trial is a tenth of ecgtune's cost per trial.
+    mlf.log_inputs(run_id, datasets=dataset_inputs(
+        dataset=space.dataset, task=space.task, data_key=data.key, source=record.source, patient=unit.patient,
+        profile=split_profile(data.split_labels, data.examples.records, unit.patient)))
     if evaluation.predictions is not None:
         log_test_predictions(mlf, run_id, evaluation.predictions, evaluation.label_names)
     log_training_records(mlf, run_id, data, unit.patient)

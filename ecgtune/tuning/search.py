@@ -225,23 +225,10 @@ def train_examples(plan: list[Unit], data: dict[str, PreparedData]) -> dict[str,
     return out
 
 
-def run_labels(plan: list[Unit], param_spaces: dict[str, dict], data: dict[str, PreparedData],
-               data_dir: str | None) -> dict[str, dict]:
-    """What each unit's trial runs are named after and which dataset inputs they log."""
-    labels = {}
-    for unit in plan:
-        prepared = data[unit.space.experiment_name]
-        source = data_source(prepared, data_dir)
-        labels[unit.key] = {
-            "searched": searched_paths(param_spaces[unit.key]),
-            "several_models": len(unit.space.models) > 1,
-            "inputs": {
-                "dataset": unit.space.dataset, "task": unit.space.task, "data_key": prepared.key,
-                "source": source, "patient": unit.patient,
-                "profile": split_profile(prepared.split_labels, prepared.examples.records, unit.patient),
-            },
-        }
-    return labels
+def run_labels(plan: list[Unit], param_spaces: dict[str, dict]) -> dict[str, dict]:
+    """What each unit's trial runs are named after."""
+    return {unit.key: {"searched": searched_paths(param_spaces[unit.key]), "several_models": len(unit.space.models) > 1}
+            for unit in plan}
 
 
 def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, data: PreparedData,
@@ -399,7 +386,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
                  f"that is gone, as FAILED: {', '.join(closed)}")
         parent = open_parent_run(mlf, exp_id, state, space, data[space.experiment_name], data_dir)
         state.spaces[space.experiment_name]["parent_run_id"] = parent
-        records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name])
+        records[space.experiment_name] = SpaceRecord(exp_id, parent, data[space.experiment_name],
+                                                     data_source(data[space.experiment_name], data_dir))
     state.save()
     echo(f"search {name} ({state.invocation}): {len(plan)} unit{'' if len(plan) == 1 else 's'}, MLflow {mlf.tracking_uri}")
     for note in cluster_notes(address, mlf.tracking_uri, state.storage_path):
@@ -428,7 +416,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
                                 train_examples=train_examples(plan, data))
         planned = {u.key: u.planned_trials for u in plan}
         trial_runs = tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
-                                              resumed=resume, labels=run_labels(plan, spaces_, data, data_dir))
+                                              resumed=resume, labels=run_labels(plan, spaces_))
         callbacks = [
             trial_runs,
             TrialLines(planned, {u.key: u.space.metric for u in plan}),

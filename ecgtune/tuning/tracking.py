@@ -234,7 +234,7 @@ class MLflowTrialRuns(Callback):
                  labels: dict[str, dict] | None = None):
         self.uri, self.parents, self.resumed = uri, parents, resumed
         # Per unit key: "searched" (config paths the search chooses), "several_models" (whether its space
-        # holds several, so the run name says which), "inputs" (dataset_inputs' arguments).
+        # holds several, so the run name says which).
         self.labels = labels or {}
         self._client = None
         self._runs: dict[str, str] = {}
@@ -243,11 +243,11 @@ class MLflowTrialRuns(Callback):
         self._params_due: set[str] = set()  # trial ids whose new run has no params yet
         self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (trial, metrics, tags) not sent yet
         self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
-        self._inputs: dict[str, list] = {}  # per unit key, its dataset inputs (the same for all its trials)
+        self._artifact_uris: dict[str, str] = {}  # per trial id, its run's artifact location
         self._queue, self._thread, self._error, self._raised = None, None, None, False
 
     def __getstate__(self):
-        return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _inputs={}, _queue=None,
+        return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _artifact_uris={}, _queue=None,
                     _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={})
 
     @property
@@ -317,11 +317,12 @@ class MLflowTrialRuns(Callback):
             if existing is not None:
                 run_id = existing.info.run_id
                 self._started[trial.trial_id] = existing.info.start_time
+                self._artifact_uris[trial.trial_id] = existing.info.artifact_uri
                 if not existing.data.params:  # the search stopped before its first metrics were written
                     self._params_due.add(trial.trial_id)
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
-                from ecgtune.tuning.run_labels import dataset_inputs, trial_run_name
+                from ecgtune.tuning.run_labels import trial_run_name
 
                 # "false" until selection marks one run of the unit "true": a column that sorts in the UI.
                 tags = dict(unit_tags(trial.config), **{PARENT_TAG: parent_run_id, TRIAL_TAG: trial.trial_id,
@@ -333,11 +334,8 @@ class MLflowTrialRuns(Callback):
                 run = self.mlflow.create_run(exp_id, run_name=name, tags=tags)
                 run_id = run.info.run_id
                 self._started[trial.trial_id] = run.info.start_time
+                self._artifact_uris[trial.trial_id] = run.info.artifact_uri
                 self._params_due.add(trial.trial_id)  # written with its first metrics: one write fewer
-                if label:
-                    if unit not in self._inputs:
-                        self._inputs[unit] = dataset_inputs(**label["inputs"])
-                    self.mlflow.log_inputs(run_id, datasets=self._inputs[unit])
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
@@ -366,7 +364,7 @@ class MLflowTrialRuns(Callback):
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
             with checkpoint.as_directory() as d:
-                self.mlflow.log_artifacts(run_id, d, artifact_path="checkpoint")
+                self._artifacts(trial.trial_id, run_id).log_artifacts(d, "checkpoint")
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
         # above, and behind other trials' events): the UI's duration is the trial's own.
         end = result_end_ms(last_result, self._started.pop(trial.trial_id, None))
@@ -380,8 +378,16 @@ class MLflowTrialRuns(Callback):
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
         self._forget(trial.trial_id)
 
+    def _artifacts(self, trial_id: str, run_id: str):
+        """The run's artifact repository, from the location its creation returned: the client's own
+        log_artifacts reads the run back from the store first (a third of the upload's cost)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        uri = self._artifact_uris.get(trial_id) or self.mlflow.get_run(run_id).info.artifact_uri
+        return get_artifact_repository(uri)
+
     def _forget(self, trial_id: str) -> None:
-        for per_trial in (self._runs, self._started, self._tags):
+        for per_trial in (self._runs, self._started, self._tags, self._artifact_uris):
             per_trial.pop(trial_id, None)
         self._params_due.discard(trial_id)
 

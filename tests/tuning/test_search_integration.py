@@ -81,7 +81,10 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
     assert sorted(c.data.tags["ecgtune.selected"] for c in children) == ["false"] * (n_trials - len(models)) + ["true"] * len(models)
     assert all(c.info.run_name.split()[0] == c.data.tags["ecgtune.stage"] for c in children)
     data_key = children[0].data.params["data"]
-    for c in [*children, parents[0]]:
+    assert {c.data.params["data"] for c in children} == {data_key}
+    # The data a unit was trained and tested on: on its selected run and the parent (a trial run's is its
+    # `data` param, the same key).
+    for c in [*selected, parents[0]]:
         inputs = c.inputs.dataset_inputs
         assert {i.dataset.digest for i in inputs} == {data_key}
         assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} <= {"train", "validation", "test"}
