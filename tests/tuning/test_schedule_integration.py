@@ -152,14 +152,21 @@ def _champions_take_raw_recordings(client, mlflow_uri: str, real_data_dir) -> No
     assert len(families) >= 8  # cnn1d, heartbeat, rhythm_joined, dualnet, resnet12, recurrent1d, image2d, fusion
     env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_REGISTRY_URI=mlflow_uri,
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    for family, (name, rows, predicted) in families.items():
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
-                                   "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            served = pd.DataFrame(score_when_up(f"http://127.0.0.1:{port}", {"dataframe_records": rows}, server, 180)
+    # The servers start together rather than one after the other: each spends most of its start importing
+    # mlflow and torch, which overlap with the other servers' waits.
+    servers = {}
+    try:
+        for family, (name, rows, predicted) in families.items():
+            port = free_port()
+            servers[family] = port, subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion", "--env-manager",
+                 "local", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        for family, (port, server) in servers.items():
+            _, rows, predicted = families[family]
+            served = pd.DataFrame(score_when_up(f"http://127.0.0.1:{port}", {"dataframe_records": rows}, server, 300)
                                   ["predictions"])
-        finally:
+            assert list(served["label"]) == list(predicted["label"]), family
+    finally:
+        for _, server in servers.values():
             _stop(server)
-        assert list(served["label"]) == list(predicted["label"]), family
