@@ -686,9 +686,21 @@ def _import_model_families() -> None:
 
 
 def spaces_dir() -> Path:
-    """ECGTUNE_SPACES_DIR, else the search_spaces/ folder beside the package."""
+    """ECGTUNE_SPACES_DIR, else the search_spaces/ folder of a source checkout (beside the package: the
+    files a developer edits), else the copy installed with the package (a wheel, `pip install git+...`)."""
     env = os.environ.get("ECGTUNE_SPACES_DIR")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "search_spaces"
+    if env:
+        found = Path(env).resolve()
+        if not found.is_dir():
+            raise EcgtuneError(f"ECGTUNE_SPACES_DIR={env}: no such folder (it names the folder of the search-space "
+                               f"YAML files; leave it unset for the spaces shipped with ecgtune)")
+        return found
+    checkout = Path(__file__).resolve().parent.parent / "search_spaces"
+    if (checkout / "__init__.py").is_file():
+        return checkout
+    from importlib.resources import files
+
+    return Path(os.fspath(files("ecgtune.search_spaces")))
 
 
 def list_spaces() -> dict[str, str]:
