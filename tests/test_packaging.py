@@ -69,7 +69,6 @@ def test_a_wheel_lists_every_shipped_space_and_runs_the_quickstart_from_another_
 
     listed = ecgtune("spaces", timeout=120)
     assert listed.returncode == 0, listed.stderr
-    assert all(f"{name} " in listed.stdout or listed.stdout.count(name) for name in SHIPPED)
     assert {line.split()[0] for line in listed.stdout.splitlines() if line.strip()} >= set(SHIPPED)
 
     quick = ecgtune("search", "--space", "quickstart", "--smoke-test", timeout=900)
