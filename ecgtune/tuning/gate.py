@@ -16,6 +16,7 @@ import torch
 from ecgtune.training.batches import TensorSplit, select
 from ecgtune.training.checkpoint import build_model
 from ecgtune.training.loop import run_epoch
+from ecgtune.tuning.mlflow_retry import is_absent
 
 
 def champion_scorer(mlf, *, dataset: str, split: str, data, patient: str | None, metric: str) -> Callable:
@@ -33,17 +34,23 @@ def champion_scorer(mlf, *, dataset: str, split: str, data, patient: str | None,
                           "search's validation examples and cannot be scored on them fairly")
         try:
             state = champion_checkpoint(mlf, version)
-            spec = state["model_spec"]
-            if list(spec.get("label_names", [])) != list(data.examples.label_names):
-                return None, (f"it predicts the classes {list(spec.get('label_names', []))}, this search "
-                              f"{list(data.examples.label_names)}")
-            model = build_model(spec)
-            model.load_state_dict(state["model_state"])
-            rows = select(data.examples, data.split_labels, "val", patient)
-            val = TensorSplit.of(data.examples.with_inputs(list(spec["inputs"])), rows, torch.device("cpu"))
-            value = run_epoch(model.eval(), val, "val", batch_size=256)[metric]
-        except Exception as exc:  # noqa: BLE001 - another model's inputs, a checkpoint gone: not comparable
-            return None, f"it cannot be scored on this search's validation examples ({type(exc).__name__}: {exc})"[:500]
+        except Exception as exc:
+            if is_absent(exc) or isinstance(exc, FileNotFoundError):  # its run or checkpoint deleted since
+                return None, f"its training checkpoint is gone ({type(exc).__name__}: {exc})"[:500]
+            raise  # MLflow not answering (after retries) or a bug: the search fails, the alias stays
+        spec = state["model_spec"]
+        if list(spec.get("label_names", [])) != list(data.examples.label_names):
+            return None, (f"it predicts the classes {list(spec.get('label_names', []))}, this search "
+                          f"{list(data.examples.label_names)}")
+        shapes = {name: list(shape) for name, shape in data.examples.input_shapes.items()}
+        if any(shapes.get(name) != list(shape) for name, shape in spec["inputs"].items()):
+            return None, f"it takes the inputs {spec['inputs']}, this search's examples are {shapes}"
+        # From here on a failure is a bug, not a reason to keep the champion for good: it is raised.
+        model = build_model(spec)
+        model.load_state_dict(state["model_state"])
+        rows = select(data.examples, data.split_labels, "val", patient)
+        val = TensorSplit.of(data.examples.with_inputs(list(spec["inputs"])), rows, torch.device("cpu"))
+        value = run_epoch(model.eval(), val, "val", batch_size=256)[metric]
         return float(value), None
 
     return score

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecgtune.tuning.mlflow_retry import retried
 
 CHAMPION = "champion"
 # "<invocation>/<unit key>": the search and unit that registered a version. A unit finalised again after
@@ -120,9 +121,11 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
             f"champion: beats version {champion.version}" if wins else
             f"kept version {champion.version}: " + (kept_because or "it scores at least as well on this validation data"))
     for key, text in gate.items():
-        mlflow_client.set_model_version_tag(name, version.version, key, text[:5000])
+        retried(lambda: mlflow_client.set_model_version_tag(name, version.version, key, text[:5000]),
+                f"tag {key} of {name} version {version.version}")
     if wins:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+        retried(lambda: mlflow_client.set_registered_model_alias(name, CHAMPION, version.version),
+                f"the {CHAMPION} alias of {name}")
     return Promotion(name=name, version=str(version.version), champion=wins, previous=previous,
                      kept_because=None if wins else kept_because)
 
@@ -164,9 +167,7 @@ def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, ta
             info = Model.log(artifact_path=None, name="model", flavor=champion_model, network=model, example=example,
                              champion={k: v for k, v in champion.items() if k != "weights"},
                              weights=champion["weights"], requirements=champion_requirements(champion))
-    try:
-        mlflow_client.get_registered_model(name)
-    except Exception:  # not registered yet
+    if _absent_as_none(lambda: mlflow_client.get_registered_model(name), f"the registered model {name}") is None:
         mlflow_client.create_registered_model(name, description=f"ecgtune champions for {name}")
     return mlflow_client.create_model_version(name, source=info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id)
 
@@ -181,22 +182,34 @@ def champion_requirements(champion: dict) -> list[str]:
 
 
 def registered_by(mlflow_client, name: str, tag: str | None):
-    """The version of ``name`` whose INVOCATION_TAG is ``tag``, or None."""
+    """The version of ``name`` whose INVOCATION_TAG is ``tag``, or None. Only MLflow's answer that ``name``
+    does not exist means none; any other error is retried, then raised (a duplicate version otherwise)."""
     if not tag:
         return None
-    try:
-        versions = mlflow_client.search_model_versions(f"name='{name}'")
-    except Exception:  # no such registered model yet
-        return None
+    versions = _absent_as_none(lambda: mlflow_client.search_model_versions(f"name='{name}'"),
+                               f"the versions of {name}") or []
     return next((v for v in versions if v.tags.get(INVOCATION_TAG) == tag), None)
 
 
 def current_champion(mlflow_client, name: str):
-    """The version the alias points at, or None."""
-    try:
-        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no registered model or no champion yet
+    """The version the alias points at, or None where ``name`` or its alias does not exist. A registry that
+    does not answer is retried, then raised: read as "no champion", it would move the alias unchallenged."""
+    model = _absent_as_none(lambda: mlflow_client.get_registered_model(name), f"the registered model {name}")
+    version = None if model is None else dict(model.aliases or {}).get(CHAMPION)
+    if version is None:
         return None
+    return retried(lambda: mlflow_client.get_model_version(name, str(version)), f"{name} version {version}")
+
+
+def _absent_as_none(call, what: str):
+    from ecgtune.tuning.mlflow_retry import is_absent
+
+    try:
+        return retried(call, what)
+    except Exception as exc:
+        if is_absent(exc):
+            return None
+        raise
 
 
 def use_uri(uri: str) -> None:
@@ -226,7 +239,7 @@ def champion_checkpoint(mlflow_client, version) -> dict:
     from ecgtune.training.checkpoint import load_state
 
     with tempfile.TemporaryDirectory() as d:
-        download_artifacts(
-            run_id=version.run_id, artifact_path="checkpoint", dst_path=d, tracking_uri=mlflow_client.tracking_uri
-        )
+        retried(lambda: download_artifacts(run_id=version.run_id, artifact_path="checkpoint", dst_path=d,
+                                           tracking_uri=mlflow_client.tracking_uri),
+                f"the checkpoint of {version.name} version {version.version}")
         return load_state(f"{d}/checkpoint")
