@@ -261,8 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 
 
+def quiet_store_creation() -> None:
+    """"Creating initial MLflow database tables..." at every new SQLite store is MLflow talking to itself; an
+    error line of ecgtune's should be the only line a refused command prints. Process-wide, so set here
+    (the library leaves a caller's log levels alone)."""
+    import logging
+
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_store_creation()
     try:
         return args.func(args)
     except EcgtuneError as exc:

@@ -329,10 +329,22 @@ def provide_external_weights(mlf, plan: list[Unit], data: dict[str, PreparedData
     state.save()
 
 
-def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=None, mlflow_uri=None, data_dir=None,
-               storage_path=None, shared_storage: bool = False, resources: dict | None = None, resume=False,
-               echo=print) -> list[UnitSummary]:
-    """Run every unit of ``spaces`` as one schedule; return the summaries of all units (plan order)."""
+def run_search(spaces: list[SearchSpace], **options) -> list[UnitSummary]:
+    """Run every unit of ``spaces`` as one schedule; return the summaries of all units (plan order).
+
+    Options: suite, address, mlflow_uri, data_dir, storage_path, shared_storage, resources, resume, echo
+    (see `_run_search`). What the search changes in this process (its SIGTERM handler, environment
+    variables, MLflow's URIs, log levels) is put back when it returns or raises; Ray stays initialised,
+    as after `tune.run`."""
+    from ecgtune.tuning.process_state import restored_process_state
+
+    with restored_process_state():
+        return _run_search(spaces, **options)
+
+
+def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=None, mlflow_uri=None, data_dir=None,
+                storage_path=None, shared_storage: bool = False, resources: dict | None = None, resume=False,
+                echo=print) -> list[UnitSummary]:
     import ray
 
     from ecgtune.tuning.completion import UnitCompletion

@@ -46,14 +46,8 @@ def tracking_uri(explicit: str | None = None) -> str:
 
 
 def client(uri: str):
-    import logging
-
     from mlflow.tracking import MlflowClient
 
-    # "Creating initial MLflow database tables..." at every new SQLite store is MLflow talking to itself; an
-    # error line of ecgtune's should be the only line a refused search prints.
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
