@@ -422,7 +422,7 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
                                               resumed=resume, labels=run_labels(plan, spaces_))
         callbacks = [
             trial_runs,
-            TrialLines(planned, {u.key: u.space.metric for u in plan}),
+            TrialLines(planned, {u.key: u.space.metric for u in plan}, {u.key: u.space.mode for u in plan}),
             # Selection reads the unit's trial runs: it starts once the writes asked for so far are done.
             UnitCompletion(planned, done, lambda key, outcomes: finalizer.submit(key, outcomes, after=trial_runs.barrier())),
             StopOnError(readiness),
