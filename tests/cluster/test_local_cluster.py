@@ -37,4 +37,3 @@ def test_another_ray_on_the_machine_is_named_in_one_short_line():
     assert line == ("another Ray runs on this machine (gcs_server 311, raylet 4242) and this test's `ray down` would "
                     'stop it: run the other tests with -m "not cluster"')
     assert lc.other_ray_line([]) is None
-
