@@ -39,12 +39,14 @@ def cmd_by_value(args) -> int:
     """After a search: per value of one hyperparameter (freeze_blocks, say), the trial best on validation
     among those that had it, scored once on test with bootstrap intervals (95 percent). It describes; the
     champion stays the one selection on validation picked."""
-    from ecgtune.spaces import load_space, shape_search
+    from ecgtune.spaces import load_space
     from ecgtune.reporting.summary_tables import format_by_value
-    from ecgtune.tuning.by_value import evaluate_by_value
+    from ecgtune.tuning.by_value import evaluate_by_value, searched_space
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint drowns the table
-    (space,) = shape_search([load_space(args.space)], smoke_test=args.smoke_test)
+    space, note = searched_space(load_space(args.space), args.smoke_test, args.mlflow_uri)
+    if note:
+        print(note)
     rows, labels = evaluate_by_value(space, args.stage, args.param, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir)
     print(f"{space.experiment_name} / {args.stage}: the best trial on validation per {args.param}")
     print(format_by_value(rows, args.param, space.metric, labels))
@@ -57,18 +59,24 @@ def cmd_report(args) -> int:
     per patient, learning curves, confusion matrices) and trials.parquet, one row per trial run."""
     from pathlib import Path
 
+    from ecgtune.reporting.output_folder import removed_on_error
     from ecgtune.reporting.page import write_report
     from ecgtune.tuning import tracking
+    from ecgtune.tuning.space_experiment import experiment_of
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per downloaded figure
-    experiments = [*(args.experiment or []),
-                   *(f"{name}-smoke" if args.smoke_test else name for name in (args.space or []))]
     mlf = tracking.client(tracking.tracking_uri(args.mlflow_uri))
+    found = [experiment_of(mlf, name, args.smoke_test) for name in (args.space or [])]
+    for _, note in found:
+        if note:
+            print(note)
+    experiments = [*(args.experiment or []), *(name for name, _ in found)]
     out = Path(args.out)
     ui_url = args.mlflow_ui_url
     if ui_url is None:
         ui_url = mlf.tracking_uri if mlf.tracking_uri.startswith(("http://", "https://")) else tracking.LOCAL_UI
-    counts = write_report(mlf, experiments or None, out, ui_url=ui_url or None)
+    with removed_on_error(out):
+        counts = write_report(mlf, experiments or None, out, ui_url=ui_url or None)
     print(f"report: {out / 'index.html'} ({counts['experiments']} experiment(s), {counts['units']} units); "
           f"{out / 'trials.parquet'} ({counts['trials']} trial runs)")
     return 0
@@ -206,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     by_value.add_argument("--space", required=True, help="the space the search ran (a name or a YAML path)")
     by_value.add_argument("--stage", required=True, help="one of the space's stages, e.g. finetune")
     by_value.add_argument("--param", required=True, help="a trial parameter, e.g. freeze_blocks or lr")
-    by_value.add_argument("--smoke-test", action="store_true", help="the smoke-test search of the space")
+    by_value.add_argument("--smoke-test", action="store_true", help="the smoke-test search of the space (read "
+                          "anyway where the space has only smoke-test searches)")
     by_value.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
     by_value.add_argument("--data-dir", help="folder holding the datasets; default: ECGTUNE_DATA_DIR")
     by_value.set_defaults(func=cmd_by_value)
@@ -215,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--space", action="append", help="a space whose experiment to report (repeatable); "
                         "default: every experiment holding an ecgtune search")
     report.add_argument("--experiment", action="append", help="an MLflow experiment by name (repeatable)")
-    report.add_argument("--smoke-test", action="store_true", help="the --space's smoke-test experiment")
+    report.add_argument("--smoke-test", action="store_true", help="the --space's smoke-test experiment (read "
+                        "anyway where a space has only smoke-test searches)")
     report.add_argument("--out", default="ecgtune-report", help="folder to write into; default: ./ecgtune-report")
     report.add_argument("--mlflow-uri", help="MLflow tracking URI; default: as `ecgtune search`")
     report.add_argument("--mlflow-ui-url",

@@ -75,12 +75,13 @@ def no_ray(monkeypatch):
 
 
 def _refused(argv, capsys, expected: str, db) -> None:
+    """``db``: the SQLite store in which no run may have been opened (None: a store holding searches)."""
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ecgtune: error: ") and expected in lines[0], captured.err
     assert len(lines[0]) < 1200 and "Traceback" not in captured.err + captured.out
-    if db.exists():  # the registry may have been read; no run was opened
+    if db is not None and db.exists():  # the registry may have been read; no run was opened
         with sqlite3.connect(db) as conn:
             tables = {t for (t,) in conn.execute("select name from sqlite_master where type='table'")}
             assert "runs" not in tables or conn.execute("select count(*) from runs").fetchone() == (0,)
@@ -139,3 +140,40 @@ def test_address_auto_without_a_cluster_is_one_line(tmp_path, capsys, monkeypatc
     db = tmp_path / "m.db"
     _refused(["search", "--space", "quickstart", "--smoke-test", "--address", "auto", "--data-dir", str(real_data_dir),
               "--mlflow-uri", f"sqlite:///{db}"], capsys, "--address auto: no Ray cluster to join (Could not find any", db)
+
+
+def _store_with_searches(tmp_path, *experiments: str) -> str:
+    """A real SQLite MLflow store in which each of ``experiments`` holds one search's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from ecgtune.tuning.tracking import SEARCH_TAG
+
+    uri = f"sqlite:///{tmp_path / 'searches.db'}"
+    client = MlflowClient(uri, uri)
+    for name in experiments:
+        client.create_run(client.create_experiment(name), tags={SEARCH_TAG: name})
+    return uri
+
+
+def test_a_report_or_by_value_of_a_space_never_searched_is_one_line_and_leaves_no_folder(tmp_path, capsys, no_ray):
+    """The README's newcomer path: after `ecgtune search --space quickstart --smoke-test`, a report of a
+    space that has no search at all (nor a smoke-test one) names both experiments and the searched ones;
+    before, it left an empty --out folder behind."""
+    uri = _store_with_searches(tmp_path, "quickstart-smoke", "pretrain_mitdb")
+    capsys.readouterr()  # MLflow's lines about creating the store
+    out = tmp_path / "report"
+    _refused(["report", "--space", "finetune_patients", "--mlflow-uri", uri, "--out", str(out)], capsys,
+             "--space finetune_patients: no search in experiment 'finetune_patients' nor 'finetune_patients-smoke'"
+             f" of {uri}; run `ecgtune search --space finetune_patients` first (experiments with searches: "
+             "pretrain_mitdb, quickstart-smoke)", None)
+    assert not out.exists()
+    _refused(["report", "--space", "pretrain_mitdb", "--smoke-test", "--mlflow-uri", uri, "--out", str(out)], capsys,
+             "its full search is in 'pretrain_mitdb': leave out --smoke-test", None)
+    assert not out.exists()
+    _refused(["report", "--experiment", "nothing-here", "--mlflow-uri", uri, "--out", str(out)], capsys,
+             "experiment 'nothing-here': no trial runs", None)  # refused by the report itself, once it began
+    assert not out.exists()
+    _refused(["by-value", "--space", "finetune_patients", "--stage", "finetune", "--param", "lr", "--mlflow-uri", uri],
+             capsys, "--space finetune_patients: no search in experiment 'finetune_patients' nor", None)
+    _refused(["by-value", "--space", "quickstart", "--stage", "pretrain", "--param", "lr", "--smoke-test",
+              "--mlflow-uri", uri], capsys, "experiment 'quickstart-smoke' has no finished search", None)

@@ -48,6 +48,17 @@ def _value_order(value: str) -> tuple:
         return (1, 0.0, value)
 
 
+def searched_space(space, smoke_test: bool, mlflow_uri: str | None = None):
+    """``space`` as its searches ran (its smoke-test version where ``smoke_test`` asks for it, or where only
+    smoke-test searches of it exist), and a note to print in that second case."""
+    from ecgtune.spaces import shape_search
+    from ecgtune.tuning.space_experiment import SMOKE_SUFFIX, experiment_of
+
+    experiment, note = experiment_of(tracking.client(tracking.tracking_uri(mlflow_uri)), space.name, smoke_test)
+    (shaped,) = shape_search([space], smoke_test=experiment.endswith(SMOKE_SUFFIX))
+    return shaped, note
+
+
 def last_search(mlf, experiment_name: str):
     """The latest finished parent run (one search invocation) of a space's experiment."""
     experiment = mlf.get_experiment_by_name(experiment_name)

@@ -96,10 +96,13 @@ def metric_names(examples) -> set[str]:
     from ecgtune.models._registry import outputs_for
     from ecgtune.training.metrics import classification_metrics
 
-    n = min(len(examples), 8)
-    width = outputs_for(len(examples.label_names), examples.multi_label)
-    names = classification_metrics(np.zeros((n, width), np.float32), examples.y[:n], "val", examples.label_names,
-                                   examples.scores)
+    # The names depend on the task, not on the values: score one made-up example of every class (of every
+    # label alone, for multi-label tasks). The first examples of a record are often one class only, and
+    # sklearn warns at every search about a confusion matrix it cannot shape from one label.
+    k = len(examples.label_names)
+    y = np.eye(k, dtype=np.float32) if examples.multi_label else np.arange(k, dtype=np.int64)
+    width = outputs_for(k, examples.multi_label)
+    names = classification_metrics(np.zeros((k, width), np.float32), y, "val", examples.label_names, examples.scores)
     return set(names) | {"val_loss"}
 
 
@@ -431,7 +434,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
                                               resumed=resume, labels=run_labels(plan, spaces_))
         callbacks = [
             trial_runs,
-            TrialLines(planned, {u.key: u.space.metric for u in plan}),
+            TrialLines(planned, {u.key: u.space.metric for u in plan}, {u.key: u.space.mode for u in plan}),
             # Selection reads the unit's trial runs: it starts once the writes asked for so far are done.
             UnitCompletion(planned, done, lambda key, outcomes: finalizer.submit(key, outcomes, after=trial_runs.barrier())),
             StopOnError(readiness),

@@ -77,6 +77,16 @@ def running_ray() -> list[tuple[int, str]]:
                                                for n in names))
 
 
+def other_ray_line(processes: list[tuple[int, str]]) -> str | None:
+    """One short line naming ``processes`` (running_ray's) by name and process id, or None when there are none.
+    Their command lines are not shown: a gcs_server's alone runs to thousands of characters."""
+    if not processes:
+        return None
+    named = ", ".join(f"{Path(command.split(' ', 1)[0]).name} {pid}" for pid, command in sorted(processes))
+    return (f"another Ray runs on this machine ({named}) and this test's `ray down` would stop it: "
+            'run the other tests with -m "not cluster"')
+
+
 def marked_processes(marker: str) -> list[tuple[int, str]]:
     needle = f"{MARKER_VAR}={marker}".encode()
     return processes_with(lambda env, cmd: needle in env.split(b"\0"))

@@ -26,3 +26,14 @@ def test_stop_ends_a_whole_process_group():
     lc.wait_for(lambda: len(lc.marked_processes("group")) == 3, "shell and two sleeps", 10)
     lc.stop(leader, group=True)
     lc.wait_for(lambda: lc.marked_processes("group") == [], "the group gone", 10)
+
+
+def test_another_ray_on_the_machine_is_named_in_one_short_line():
+    """The cluster test fails with this line when another Ray runs (its `ray down` would stop that Ray);
+    the processes are made up here: starting or stopping a real second Ray is what the test must avoid."""
+    gcs = "/venv/lib/python3.11/site-packages/ray/core/src/ray/gcs/gcs_server --log_dir=/tmp/ray/session_x " + "--x=y " * 2000
+    raylet = "/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=/tmp/ray/s " + "-a " * 3000
+    line = lc.other_ray_line([(4242, raylet), (311, gcs)])
+    assert line == ("another Ray runs on this machine (gcs_server 311, raylet 4242) and this test's `ray down` would "
+                    'stop it: run the other tests with -m "not cluster"')
+    assert lc.other_ray_line([]) is None

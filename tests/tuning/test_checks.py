@@ -54,3 +54,23 @@ def test_more_frozen_blocks_than_the_model_has_are_refused():
     stage = dataclasses.replace(space.stages[0], params={**space.stages[0].params, "freeze_blocks": 7})
     with pytest.raises(EcgtuneError, match=r"key 'model': freeze_blocks=7: RibeiroResNet has only 5 feature blocks"):
         check_fit(dataclasses.replace(space, stages=(stage,)), _multilabel_records())
+
+
+def test_the_metric_check_names_every_metric_without_a_warning():
+    """The check scores made-up examples of every class: before, it scored a record's first examples, often
+    of one class only, and sklearn warned "A single label was found" at the start of every search."""
+    import warnings
+
+    from ecgtune.tuning.search import metric_names
+
+    n = 12
+    y = np.zeros(n, np.int64)  # the first examples all normal, as a record's first windows often are
+    y[-1] = 1
+    windows = Examples(inputs={"signal": np.zeros((n, 1, 128), np.float32)}, y=y, records=["100"] * n,
+                       patients=["100"] * n, positions=np.arange(n), label_names=("normal", "abnormal"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        single = metric_names(windows)
+        multi = metric_names(_multilabel_records().examples)
+    assert {"val_balanced_accuracy", "val_auroc", "val_recall_abnormal", "val_loss"} <= single
+    assert {"val_auroc_macro", "val_auroc_MI", "val_f1_macro"} <= multi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,11 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
                  "--data-dir", str(real_data_dir), *extra])
     out = capsys.readouterr().out
     assert code == 0, out
+    # While trials train, each unit says how far they are (its first result is always shown).
+    running = [line for line in out.splitlines() if re.match(
+        rf"    {space}-smoke/\S+: \d+ trials? running \(epoch 1/1(, 1/1)*\), \d+/\d+ finished; best val_\w+ so far "
+        r"(\d\.\d{4}|nan) \(\d+ s into the search\)$", line)]
+    assert len({line.split(":")[0] for line in running}) == len(models), out
 
     client, parents, children = runs_of(mlflow_uri, f"{space}-smoke")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
