@@ -44,10 +44,10 @@ def cmd_by_value(args) -> int:
     from ecgtune.tuning.by_value import evaluate_by_value, searched_space
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per checkpoint drowns the table
-    space, note = searched_space(load_space(args.space), args.smoke_test, args.mlflow_uri)
+    space, note = searched_space(load_space(args.space), args.smoke_test, _store(args))
     if note:
         print(note)
-    rows, labels = evaluate_by_value(space, args.stage, args.param, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir)
+    rows, labels = evaluate_by_value(space, args.stage, args.param, mlflow_uri=_store(args), data_dir=args.data_dir)
     print(f"{space.experiment_name} / {args.stage}: the best trial on validation per {args.param}")
     print(format_by_value(rows, args.param, space.metric, labels))
     return 0
@@ -59,19 +59,20 @@ def cmd_report(args) -> int:
     per patient, learning curves, confusion matrices) and trials.parquet, one row per trial run."""
     from pathlib import Path
 
-    from ecgtune.reporting.output_folder import removed_on_error
+    from ecgtune.reporting.output_folder import check_output_folder, removed_on_error
     from ecgtune.reporting.page import write_report
     from ecgtune.tuning import tracking
     from ecgtune.tuning.space_experiment import experiment_of
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per downloaded figure
-    mlf = tracking.client(tracking.tracking_uri(args.mlflow_uri))
+    out = Path(args.out)
+    check_output_folder(out, "--out")
+    mlf = tracking.client(_store(args))
     found = [experiment_of(mlf, name, args.smoke_test) for name in (args.space or [])]
     for _, note in found:
         if note:
             print(note)
     experiments = [*(args.experiment or []), *(name for name, _ in found)]
-    out = Path(args.out)
     ui_url = args.mlflow_ui_url
     if ui_url is None:
         ui_url = mlf.tracking_uri if mlf.tracking_uri.startswith(("http://", "https://")) else tracking.LOCAL_UI
@@ -92,7 +93,7 @@ def cmd_predict(args) -> int:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     fs = _positive(args.fs, "--fs")
-    refused = predict_files(args.model, args.recordings, args.out, tracking_uri=tracking.tracking_uri(args.mlflow_uri),
+    refused = predict_files(args.model, args.recordings, args.out, tracking_uri=_store(args),
                             fs=fs, leads=_csv(args.leads, "--leads"), annotator=args.annotator, lead=args.lead)
     return 1 if refused else 0
 
@@ -106,7 +107,7 @@ def cmd_evaluate(args) -> int:
     from ecgtune.tuning.apply import evaluate_external
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    evaluate_external(args.model, args.dataset, tracking_uri=tracking.tracking_uri(args.mlflow_uri), data_dir=args.data_dir)
+    evaluate_external(args.model, args.dataset, tracking_uri=_store(args), data_dir=args.data_dir)
     return 0
 
 
@@ -128,7 +129,22 @@ def _csv(text: str | None, flag: str) -> list[str] | None:
     items = [item.strip() for item in text.split(",")]
     if not all(items):
         raise EcgtuneError(f"{flag}: expected a comma-separated list of names, got {text!r}")
+    spaced = next((item for item in items if any(c.isspace() for c in item)), None)
+    if spaced is not None:  # "100 208": two names, not one record called "100 208"
+        raise EcgtuneError(f"{flag}: expected names separated by commas, got {spaced!r} (a name holds no space); "
+                           f"e.g. {','.join(spaced.split())}")
     return items
+
+
+def _store(args) -> str:
+    """The MLflow store a command reads (--mlflow-uri, else as `ecgtune search`), checked before use: a URI
+    without a scheme or a server that does not answer is one line, not MLflow's traceback minutes later."""
+    from ecgtune.tuning.targets import check_tracking_uri
+    from ecgtune.tuning.tracking import tracking_uri
+
+    uri = tracking_uri(args.mlflow_uri)
+    check_tracking_uri(uri)
+    return uri
 
 
 def cmd_spaces(args) -> int:

@@ -744,6 +744,9 @@ def _read_yaml(path: Path) -> Any:
             text = f.read(MAX_SPACE_BYTES + 1)
     except OSError as exc:
         raise EcgtuneError(f"{path}: cannot read the search-space file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise EcgtuneError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a search-space file is "
+                           "YAML text") from None
     if len(text) > MAX_SPACE_BYTES:
         raise EcgtuneError(f"{path}: larger than {MAX_SPACE_BYTES // 1000} kB; a search-space file is a page of YAML")
     try:

@@ -61,6 +61,8 @@ CLI_CASES = {  # name -> (arguments after `search --space quickstart --smoke-tes
     "patients_empty": (["--patients", ""], "--patients: expected a comma-separated list of names, got ''"),
     "patients_twice": (["--patients", "100,100"], "--patients: each record at most once"),
     "models_empty": (["--models", ""], "--models: expected a comma-separated list of names, got ''"),
+    "patients_spaced": (["--patients", "100 208"], "--patients: expected names separated by commas, got '100 208'"),
+    "resources_speck": (["--resources", "cpu=1e-9"], "--resources: cpu=1e-9 is below the smallest share"),
 }
 
 
@@ -177,3 +179,65 @@ def test_a_report_or_by_value_of_a_space_never_searched_is_one_line_and_leaves_n
              capsys, "--space finetune_patients: no search in experiment 'finetune_patients' nor", None)
     _refused(["by-value", "--space", "quickstart", "--stage", "pretrain", "--param", "lr", "--smoke-test",
               "--mlflow-uri", uri], capsys, "experiment 'quickstart-smoke' has no finished search", None)
+
+
+def test_a_space_file_of_random_bytes_is_refused(tmp_path, capsys, no_ray):
+    path = tmp_path / "noise.yaml"
+    path.write_bytes(bytes(range(250, 256)) * 50)
+    _refused(["search", "--space", str(path), "--smoke-test"], capsys, f"{path}: not a text file (byte 0 is not UTF-8)",
+             tmp_path / "m.db")
+
+
+def test_report_refuses_an_output_it_cannot_write_and_a_store_it_cannot_reach(tmp_path, capsys, no_ray):
+    uri = _store_with_searches(tmp_path, "quickstart-smoke")
+    capsys.readouterr()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    _refused(["report", "--mlflow-uri", uri, "--out", str(a_file)], capsys, "a file, not a folder", None)
+    _refused(["report", "--mlflow-uri", uri, "--out", str(a_file / "below")], capsys,
+             f"{a_file} is a file, so no folder can be made below it", None)
+    _refused(["report", "--mlflow-uri", uri, "--out", "/proc/ecgtune-report"], capsys, "cannot write into /proc", None)
+    for command in (["report", "--out", str(tmp_path / "r")],
+                    ["by-value", "--space", "quickstart", "--stage", "pretrain", "--param", "lr"]):
+        _refused([*command, "--mlflow-uri", "notascheme"], capsys, "--mlflow-uri: expected a URI of one of the schemes", None)
+        _refused([*command, "--mlflow-uri", "http://127.0.0.1:9"], capsys, "no MLflow server answers at http://127.0.0.1:9", None)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def web_server():
+    """A plain HTTP server on a free port: something answers there, but not Ray."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.tuning.test_search_integration import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_an_address_where_a_web_server_answers_is_not_taken_for_a_ray_head(tmp_path, capsys, no_ray, web_server,
+                                                                           real_data_dir):
+    """Before: ray.init retried against it for 12 minutes, deaf to Ctrl-C."""
+    _refused(["search", "--space", "quickstart", "--smoke-test", "--address", f"127.0.0.1:{web_server}",
+              "--data-dir", str(real_data_dir), "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
+             f"--address: 127.0.0.1:{web_server} answers, but not as a Ray head", tmp_path / "m.db")
+
+
+def test_a_ray_head_passes_the_address_probe(ray_local):
+    from ecgtune.tuning.targets import check_address
+
+    check_address(ray_local.get_runtime_context().gcs_address)  # raises if the probe took it for something else

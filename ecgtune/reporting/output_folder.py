@@ -5,7 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 from pathlib import Path
+
+from ecgtune.errors import EcgtuneError
+
+
+def check_output_folder(out: Path, flag: str) -> None:
+    """``out`` is a folder, or can be made one, that takes files: checked before anything is read or written."""
+    if out.exists() and not out.is_dir():
+        raise EcgtuneError(f"{flag} {out}: a file, not a folder; name a folder to write the report into")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EcgtuneError(f"{flag} {out}: {existing} is a file, so no folder can be made below it")
+    try:  # os.access says yes to root everywhere, /proc included: a real file tells
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".ecgtune-write-check-"):
+            pass
+    except OSError as exc:
+        raise EcgtuneError(f"{flag} {out}: cannot write into {existing} ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager

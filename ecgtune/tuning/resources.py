@@ -54,6 +54,9 @@ class ClusterView:
         return sum(t.max_count for t in self.node_types) > 1
 
 
+MIN_SHARE = 0.01  # of a CPU or GPU: a hundred trials per device at most
+
+
 def parse_resources(text: str | None) -> dict[str, float]:
     """``--resources cpu=2,gpu=0.5`` -> {"cpu": 2.0, "gpu": 0.5}."""
     if not text:
@@ -68,6 +71,9 @@ def parse_resources(text: str | None) -> dict[str, float]:
             number = -1.0
         if not sep or key not in ("cpu", "gpu") or key in out or not number >= 0:
             raise EcgtuneError(f"--resources: expected cpu=<number>,gpu=<number> (each at most once, >= 0), got {text!r}")
+        if 0 < number < MIN_SHARE:  # Ray rounds resource requests to 1e-4: smaller ones break its scheduler
+            raise EcgtuneError(f"--resources: {key}={value.strip()} is below the smallest share a trial can ask for "
+                               f"({MIN_SHARE}); give 0 or at least {MIN_SHARE}")
         out[key] = number
     return out
 

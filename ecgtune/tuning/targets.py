@@ -41,6 +41,29 @@ def check_address(address: str | None) -> None:
     if not _reachable(host, int(port)):
         raise EcgtuneError(f"--address: nothing answers at {host}:{port} within {CONNECT_TIMEOUT:.0f} s; is the "
                            "cluster up (ray up cluster.yaml / ray start --head) and the port open?")
+    if not _speaks_grpc(host, int(port)):
+        # ray.init would retry for minutes against a web server, deaf to Ctrl-C meanwhile.
+        raise EcgtuneError(f"--address: {host}:{port} answers, but not as a Ray head (no gRPC within "
+                           f"{CONNECT_TIMEOUT:.0f} s): give the head's GCS port (6379 by default) or ray://host:10001")
+
+
+def _speaks_grpc(host: str, port: int) -> bool:
+    """Whether ``host:port`` completes a gRPC (HTTP/2) connection, as Ray's GCS and Ray Client servers do. A
+    cluster with TLS (RAY_USE_TLS) needs its certificates for that: it is taken on trust."""
+    import os
+
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
 
 
 def check_tracking_uri(uri: str) -> None:
