@@ -241,3 +241,10 @@ def test_a_ray_head_passes_the_address_probe(ray_local):
     from ecgtune.tuning.targets import check_address
 
     check_address(ray_local.get_runtime_context().gcs_address)  # raises if the probe took it for something else
+
+
+def test_a_billion_samples_are_refused_before_they_are_laid_out(tmp_path, capsys, no_ray, real_data_dir):
+    """Not a smoke test (which caps the samples): before, the search laid out every sample first, for hours."""
+    _refused(["search", "--space", "quickstart", "--num-samples", "1000000000", "--data-dir", str(real_data_dir),
+              "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
+             "plans 1,000,000,000 trials for unit pretrain-cnn1d_residual", tmp_path / "m.db")

@@ -98,6 +98,11 @@ def units_of(space: SearchSpace) -> list[Unit]:
             for stage, model, patient in whole + per_patient]
 
 
+# A unit's configurations are laid out when the search starts (0.2 ms each: 2 s for this many); a billion
+# would take days and gigabytes before the first trial, deaf to Ctrl-C meanwhile.
+MAX_TRIALS_PER_UNIT = 10_000
+
+
 def build_plan(spaces: list[SearchSpace]) -> list[Unit]:
     """The units of ``spaces`` in the order their trials are asked for: first the units others wait for
     (they lie on the longest chain), then the rest in each space's own order.
@@ -110,6 +115,13 @@ def build_plan(spaces: list[SearchSpace]) -> list[Unit]:
     if len(set(names)) != len(names):
         raise EcgtuneError(f"--space: each space at most once in a search, got {names}")
     units = [u for space in spaces for u in units_of(space)]
+    for unit in units:
+        if unit.planned_trials > MAX_TRIALS_PER_UNIT:
+            raise EcgtuneError(
+                f"{unit.space.path}: stage {unit.stage.stage!r} plans {unit.planned_trials:,} trials for unit "
+                f"{unit.name} (its grid times search.num_samples); at most {MAX_TRIALS_PER_UNIT:,} per unit: a search "
+                "lays out its configurations when it starts. Sample fewer (num_samples, --num-samples) or split the grid"
+            )
     trained_by: dict[str, Unit] = {}
     for unit in units:
         other = trained_by.setdefault(unit.registered_name, unit)
