@@ -59,11 +59,13 @@ def create_model(name: str, *, inputs: dict[str, tuple[int, ...]], num_outputs: 
             f"model {name!r} takes the inputs {list(_TAKES[name])} (in that order); these examples have {list(inputs)}"
         )
     builder = _MODELS[name]
-    try:
-        return builder(inputs={k: tuple(v) for k, v in inputs.items()}, num_outputs=num_outputs,
-                       **typed_like_defaults(builder, hparams))
-    except TypeError as exc:  # an unknown hyperparameter name: say which model refused it
-        raise EcgtuneError(f"model {name!r} does not accept these hyperparameters {sorted(hparams)}: {exc}") from exc
+    accepted = [p for p in inspect.signature(builder).parameters if p not in ("self", "inputs", "num_outputs")]
+    unknown = sorted(set(hparams) - set(accepted))
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(builder).parameters.values()):
+        raise EcgtuneError(f"model {name!r} has no hyperparameter {', '.join(map(repr, unknown))}; it takes "
+                           f"{', '.join(accepted) or 'none'}")
+    return builder(inputs={k: tuple(v) for k, v in inputs.items()}, num_outputs=num_outputs,
+                   **typed_like_defaults(builder, hparams, name))
 
 
 def signal_shape(inputs: dict[str, tuple[int, ...]]) -> tuple[int, int]:
@@ -72,7 +74,7 @@ def signal_shape(inputs: dict[str, tuple[int, ...]]) -> tuple[int, int]:
     return leads, samples
 
 
-def typed_like_defaults(builder: Callable, hparams: dict) -> dict:
+def typed_like_defaults(builder: Callable, hparams: dict, model: str = "") -> dict:
     """Each hyperparameter cast to the type of the builder's default for it: Tune's quantised domains
     and YAML hand integers over as floats (32.0 channels), and a layer size must be an int."""
     defaults = {
@@ -85,7 +87,12 @@ def typed_like_defaults(builder: Callable, hparams: dict) -> dict:
         if isinstance(default, bool) or default is None or isinstance(value, bool):
             out[key] = value  # bool("false") is True: flags are passed through as they are
         elif isinstance(default, (int, float)):
-            out[key] = type(default)(value)
+            try:
+                out[key] = type(default)(value)
+            except (TypeError, ValueError):
+                kind = "a whole number" if isinstance(default, int) else "a number"
+                raise EcgtuneError(f"model {model!r} hyperparameter {key!r}: expected {kind} (its default is "
+                                   f"{default!r}), got {value!r}") from None
         else:
             out[key] = value
     return out
