@@ -31,8 +31,8 @@ def _values_and_intervals(rows, measure: str) -> tuple[np.ndarray, np.ndarray, n
 def interval_title(title: str, any_interval: bool, no_interval_note: str) -> str:
     """A test figure's title: "95 % CI" only where an interval is drawn; else why there is none."""
     if any_interval:
-        return f"{title} (test; bars: bootstrap 95 % CI where drawn)"
-    return f"{title} (test; {no_interval_note})"
+        return f"{title} (test)\nbars: bootstrap 95 % CI where drawn"
+    return f"{title} (test)\n{no_interval_note}"
 
 
 def _finish(fig, ax, path: Path, *, title: str, ylabel: str, xlabel: str | None = None) -> bool:
@@ -87,6 +87,7 @@ def scratch_vs_finetuned(selected, measure: str, title: str, path: Path, no_inte
             ax.errorbar(positions[has], values[has], yerr=errors, fmt="none", ecolor=colour, capsize=3)
             drawn = True
     ax.set_xticks(range(len(patients)), labels=patients, rotation=60, fontsize=7)
+    ax.set_xlim(-0.6, len(patients) - 0.4)
     ax.legend(fontsize=8)
     return _finish(fig, ax, path, title=interval_title(title, drawn, no_interval_note), ylabel=measure,
                    xlabel="patient (record)")
@@ -178,11 +179,12 @@ def parallel_coordinates(frame, params: list[str], labels: dict[str, str], log_p
     for x, c in zip(xs, columns):
         ax.axvline(x, color="#555555", linewidth=0.8, zorder=1)
         for height, text in ticks[c]:
-            ax.text(x - 0.04, height, text, ha="right", va="center", fontsize=6.5)
+            ax.text(x - 0.04, height, text, ha="right", va="center", fontsize=6.5, zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8})
     names = [labels.get(c, c) + (" (log)" if c in log_params else "") for c in params] + [metric]
     ax.set_xticks(xs, labels=names, fontsize=7.5)
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(columns) - 0.6)
-    for side in ("left", "right", "top"):
+    for side in ("left", "right", "top", "bottom"):
         ax.spines[side].set_visible(False)
     return _finish(fig, ax, path, title=title, ylabel="")

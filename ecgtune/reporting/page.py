@@ -233,6 +233,9 @@ def _searches(section: ExperimentSection) -> list[str]:
     for view in section.searches:
         parts.append(f"<section class='unit'><h4>{html.escape(view['unit'])}</h4>")
         parts.extend(_figure(f, c) for f, c in view["figures"])
+        if view.get("importance"):
+            shares = ", ".join(f"{short_name(c)} {v:.2f}" for c, v in view["importance"].items())
+            parts.append(f"<p class='note'>importance (fANOVA, share of the value's variance): {html.escape(shares)}</p>")
         for note in view["notes"]:
             parts.append(f"<p class='note'>{html.escape(note)}</p>")
         parts.append("</section>")
