@@ -28,10 +28,14 @@ def _values_and_intervals(rows, measure: str) -> tuple[np.ndarray, np.ndarray, n
     return values, has, errors
 
 
-def interval_title(title: str, any_interval: bool, no_interval_note: str) -> str:
-    """A test figure's title: "95 % CI" only where an interval is drawn; else why there is none."""
-    if any_interval:
-        return f"{title} (test)\nbars: bootstrap 95 % CI where drawn"
+def interval_title(title: str, has, no_interval_note: str) -> str:
+    """A test figure's title: "95 % CI" only where an interval is drawn (``has``: per point); why not
+    elsewhere."""
+    has = np.asarray(has, bool)
+    if has.size and has.all():
+        return f"{title} (test)\nbars: bootstrap 95 % CI"
+    if has.any():
+        return f"{title} (test)\nbars: bootstrap 95 % CI where drawn; elsewhere {no_interval_note}"
     return f"{title} (test)\n{no_interval_note}"
 
 
@@ -63,7 +67,8 @@ def unit_bars(selected, measure: str, title: str, path: Path, no_interval_note: 
     if has.any():
         ax.errorbar(positions[has], values[has], yerr=errors, fmt="none", ecolor="black", capsize=3)
     ax.set_xticks(positions, labels=labels, rotation=60, ha="right", fontsize=7)
-    return _finish(fig, ax, path, title=interval_title(title, has.any(), no_interval_note), ylabel=measure)
+    return _finish(fig, ax, path, title=interval_title(title, has[np.isfinite(values)], no_interval_note),
+                   ylabel=measure)
 
 
 def scratch_vs_finetuned(selected, measure: str, title: str, path: Path, no_interval_note: str = "no interval") -> bool:
@@ -76,7 +81,7 @@ def scratch_vs_finetuned(selected, measure: str, title: str, path: Path, no_inte
     plt = _pyplot()
     patients = sorted(set(per_patient["patient"]))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(patients) + 2), 3.6))
-    drawn = False
+    drawn = []
     for offset, stage, colour in ((-0.15, "scratch", "#dd8452"), (0.15, "finetune", "#4c72b0")):
         rows = per_patient[per_patient["stage"] == stage].drop_duplicates("patient", keep="last")
         rows = rows.set_index("patient").reindex(patients)
@@ -85,7 +90,7 @@ def scratch_vs_finetuned(selected, measure: str, title: str, path: Path, no_inte
         ax.plot(positions, values, "o", color=colour, label=stage)
         if has.any():
             ax.errorbar(positions[has], values[has], yerr=errors, fmt="none", ecolor=colour, capsize=3)
-            drawn = True
+        drawn.extend(has[np.isfinite(values)])
     ax.set_xticks(range(len(patients)), labels=patients, rotation=60, fontsize=7)
     ax.set_xlim(-0.6, len(patients) - 0.4)
     ax.legend(fontsize=8)

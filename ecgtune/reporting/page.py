@@ -85,10 +85,12 @@ def _unit_rows(client, frame, parent_tags: dict[str, str]) -> list[dict]:
     return rows
 
 
-def _records_note(selected) -> str:
-    """Why a figure's units have no interval: "no interval: N test records" (N: the fewest of them)."""
-    counts = [int(n) for n in selected["test_records"].dropna()]
-    return no_interval_note(min(counts) if counts else None)
+def _records_note(selected, measure: str) -> str:
+    """Why some units' test figures have no interval: "no interval: N test records" (N: the most records
+    among them, so that "N or fewer" holds for all)."""
+    without = selected[[not has_interval(row, measure) for _, row in selected.iterrows()]]
+    counts = [int(n) for n in without["test_records"].dropna()]
+    return no_interval_note(max(counts) if counts else None)
 
 
 def patient_rows(selected, measure: str) -> list[dict]:
@@ -165,7 +167,7 @@ def experiment_section(client, name: str, out: Path) -> tuple[ExperimentSection,
     if metric:
         measure = f"test_{measure_of(metric)}"
         section.patients = patient_rows(selected, measure_of(metric))
-        note = _records_note(selected)
+        note = _records_note(selected, measure_of(metric))
         if figures.scratch_vs_finetuned(selected, measure, "scratch vs fine-tuned per patient",
                                         out / f"{slug}-patients.png", note):
             section.figures.append((f"{slug}-patients.png", "Scratch vs fine-tuned per patient"))

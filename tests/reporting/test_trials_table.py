@@ -48,3 +48,13 @@ def test_a_test_figure_shows_its_interval_or_how_few_records_it_had():
     assert with_interval({"test_f1_macro": 0.8}, "f1_macro", 3) == "0.8000 (no interval: 3 test records)"
     assert with_interval({"test_f1_macro": 0.8}, "f1_macro") == "0.8000"
     assert with_interval({}, "f1_macro", 1).strip() == "-"  # no figure: nothing to explain
+
+
+def test_a_figure_title_promises_an_interval_only_where_one_is_drawn():
+    from ecgtune.reporting.figures import interval_title
+
+    note = "no interval: 1 test record"
+    assert interval_title("t", [True, True], note) == "t (test)\nbars: bootstrap 95 % CI"
+    assert interval_title("t", [True, False], note).endswith("where drawn; elsewhere no interval: 1 test record")
+    assert interval_title("t", [False], note) == "t (test)\nno interval: 1 test record"
+    assert "95 %" not in interval_title("t", [], note)
