@@ -175,7 +175,7 @@ def parallel_coordinates(frame, params: list[str], labels: dict[str, str], log_p
     order = np.argsort(goodness)  # the best drawn last, on top
     span = np.ptp(goodness) or 1.0
     colours = plt.get_cmap("viridis")((goodness - goodness.min()) / span)
-    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 1.5, 3.4))
+    fig, ax = plt.subplots(figsize=(1.25 * len(columns) + 1.0, 3.2))
     xs = np.arange(len(columns))
     for i in order:
         best = i == order[-1]
@@ -184,7 +184,7 @@ def parallel_coordinates(frame, params: list[str], labels: dict[str, str], log_p
     for x, c in zip(xs, columns):
         ax.axvline(x, color="#555555", linewidth=0.8, zorder=1)
         for height, text in ticks[c]:
-            ax.text(x - 0.04, height, text, ha="right", va="center", fontsize=6.5, zorder=4,
+            ax.text(x - 0.04, height, text, ha="right", va="center", fontsize=7, zorder=4,
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8})
     names = [labels.get(c, c) + (" (log)" if c in log_params else "") for c in params] + [metric]
     ax.set_xticks(xs, labels=names, fontsize=7.5)

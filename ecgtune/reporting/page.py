@@ -124,21 +124,21 @@ def unit_search(trials, scales: LogScales, out: Path, prefix: str) -> dict:
     scales = with_inferred(scales, done, params)
     view = {"unit": unit, "figures": [], "notes": [], "log": [short_name(c) for c in params if c in scales]}
     if figures.best_so_far(done["trial"], done["value"], best_so_far(done["value"], mode), metric,
-                           f"{unit}: best {metric} so far ({mode})", out / f"{prefix}-best.png"):
-        view["figures"].append((f"{prefix}-best.png", f"Best so far vs trial index: {unit}"))
+                           f"best {metric} so far ({mode})", out / f"{prefix}-best.png"):
+        view["figures"].append((f"{prefix}-best.png", f"Best so far vs trial index ({unit})"))
     else:
         view["notes"].append("best so far: no trial reported a validation value")
     importance = param_importance(trials, mode, set(scales.columns))
     if figures.importances({short_name(c): v for c, v in importance.shares.items()},
-                           f"{unit}: importance ({importance.trials} trials)", out / f"{prefix}-importance.png"):
-        view["figures"].append((f"{prefix}-importance.png", f"Parameter importance (fANOVA): {unit}"))
+                           f"parameter importance ({importance.trials} trials)", out / f"{prefix}-importance.png"):
+        view["figures"].append((f"{prefix}-importance.png", f"Parameter importance, fANOVA ({unit})"))
         view["importance"] = importance.shares
     else:
         view["notes"].append(f"importance: {importance.reason}")
     complete = done.dropna(subset=params) if params else done
     if figures.parallel_coordinates(complete, params, {c: short_name(c) for c in params}, set(scales.columns),
-                                    metric, mode, f"{unit}: trials by parameter", out / f"{prefix}-parallel.png"):
-        view["figures"].append((f"{prefix}-parallel.png", f"Parallel coordinates: {unit}"))
+                                    metric, mode, "trials by parameter (red: the best)", out / f"{prefix}-parallel.png"):
+        view["figures"].append((f"{prefix}-parallel.png", f"Parallel coordinates ({unit})"))
     else:
         why = "no parameter varied" if not params else f"{len(complete)} trial(s) with a validation value"
         view["notes"].append(f"parallel coordinates: {why}")
@@ -178,11 +178,12 @@ def experiment_section(client, name: str, out: Path) -> tuple[ExperimentSection,
         if figures.learning_curves(histories, metric, f"{metric} of the selected trials",
                                    out / f"{slug}-curves.png"):
             section.figures.append((f"{slug}-curves.png", "Learning curves of the selected trials"))
-        for unit, run_id in zip(selected["unit"], selected["run_id"]):
+        views = {view["unit"]: view for view in section.searches}
+        for unit, run_id in zip(selected["unit"], selected["run_id"]):  # beside the unit's search
             target = out / f"{slug}-{_slug(unit.split('/', 1)[-1])}-confusion.png"
             copied = _copy_confusion_matrix(client, run_id, target)
             if copied:
-                section.figures.append((copied.name, f"Confusion matrix on test: {unit}"))
+                views[unit]["figures"].append((copied.name, f"Confusion matrix on test ({unit})"))
     return section, frame
 
 
@@ -230,8 +231,8 @@ def _searches(section: ExperimentSection) -> list[str]:
              "the best so far; how much each searched parameter decided that value (Optuna's fANOVA over the "
              "unit's trials rebuilt as a study: a random forest splits the value's variance over the parameters "
              "using every trial, where Optuna's default PED-ANOVA needs about 20; seeded); the trials as parallel "
-             f"coordinates. Log axes: {html.escape(', '.join(logged) or 'none')}, as read from "
-             f"{html.escape(section.scales.source)}.</p>"]
+             f"coordinates; the selected model's confusion matrix on test. Log axes: "
+             f"{html.escape(', '.join(logged) or 'none')}, as read from {html.escape(section.scales.source)}.</p>"]
     for view in section.searches:
         parts.append(f"<section class='unit'><h4>{html.escape(view['unit'])}</h4>")
         parts.extend(_figure(f, c) for f, c in view["figures"])
