@@ -40,7 +40,7 @@ def report_store(tmp_path):
     1 test record: no interval); patient 208's scratch unit, whose one trial failed; 102 skipped."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri, uri)
-    exp_id = client.create_experiment("demo-smoke")
+    exp_id = client.create_experiment("demo-smoke", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(exp_id, run_name="demo-1", tags={"ecgtune.search": "demo-smoke"}).info.run_id
     client.set_tag(parent, "scratch-cnn-102/skipped", "no S beat in its validation part")
     # The space the search ran, as it logs it: its lr is searched on a log scale.
