@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgtune.reporting.trials_table import value_kind
+
 
 def _pyplot():
     import matplotlib
@@ -142,8 +144,7 @@ def importances(shares: dict[str, float], title: str, path: Path) -> bool:
 def _axis(values: list, log: bool) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """One parallel-coordinates axis: each value's height in [0, 1] and the (height, label) ticks. Numbers
     keep their order (log10 where ``log``), anything else is a category in sorted order."""
-    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values)
-    if not numeric:
+    if not {value_kind(v) for v in values} <= {int, float}:
         categories = sorted(set(values), key=repr)
         step = 1 / max(len(categories) - 1, 1)
         heights = np.array([categories.index(v) * step for v in values])

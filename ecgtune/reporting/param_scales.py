@@ -9,14 +9,12 @@ has no scale in the file: a grid of positive numbers that spans two decades or m
 
 from __future__ import annotations
 
-import numbers
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ecgtune.errors import EcgtuneError
+from ecgtune.reporting.trials_table import value_kind
 from ecgtune.spaces import Domain, SearchSpace, load_space
 
 LOG_SPAN = 100.0  # a grid whose largest value is this many times its smallest is drawn on a log axis
@@ -49,7 +47,7 @@ def _log_columns(space: SearchSpace, where: str) -> dict[str, str]:
 
 def spans_decades(values) -> bool:
     """Positive numbers whose largest is at least LOG_SPAN times their smallest."""
-    found = [float(v) for v in values if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))]
+    found = [float(v) for v in values if value_kind(v) in (int, float)]
     return len(found) == len(values) > 1 and min(found) > 0 and max(found) / min(found) >= LOG_SPAN
 
 

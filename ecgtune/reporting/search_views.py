@@ -13,10 +13,11 @@ same report.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from ecgtune.reporting.trials_table import value_kind
 
 SEARCHED_PREFIXES = ("train.", "model.hparams.")  # trial params a search may choose (ecgtune.tuning.tuner)
 MIN_TRIALS_FOR_IMPORTANCE = 5  # below this the forest fits a few points and any ranking is noise
@@ -93,8 +94,9 @@ def _distribution(values: list, log: bool):
     their log scale where the space searched on one), anything else is a category."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
-    if numeric and all(isinstance(v, numbers.Integral) for v in values):
+    kinds = {value_kind(v) for v in values}
+    numeric = kinds <= {int, float}
+    if kinds == {int}:
         low, high = int(min(values)), int(max(values))
         return IntDistribution(low, high, log=log and low >= 1)
     if numeric:

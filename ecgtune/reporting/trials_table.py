@@ -93,7 +93,7 @@ def trial_rows(client, experiment: str, experiment_id: str) -> list[dict]:
             return rows
 
 
-def _kind(value) -> type:
+def value_kind(value) -> type:
     """bool, int, float or the value's own type; numpy's scalars (a typed column read back) as Python's."""
     if isinstance(value, (bool, np.bool_)):
         return bool
@@ -109,7 +109,7 @@ def typed_column(values):
     runs disagree on the kind (a parameter that is a number in one run and a name in another)."""
     import pandas as pd
 
-    kinds = {_kind(v) for v in values.dropna()}
+    kinds = {value_kind(v) for v in values.dropna()}
     if not kinds:
         return pd.Series([None] * len(values), index=values.index, dtype=object)  # all empty: a null column
     has_gaps = values.isna().any()
