@@ -33,5 +33,5 @@ filter='tags.%60ecgtune.patient%60%20%3D%20%27208%27'
 shot "$ui_url/#/experiments/$exp_id/runs?workflowType=machine_learning&searchFilter=$filter" docs/img/mlflow-experiment.png \
   --click "$unfold" --click "$close" --width 1800 --height 1000
 shot "$ui_url/#/models/$model/versions/$version" docs/img/mlflow-champion.png --click "$close" --width 1400 --height 700
-shot "file://$work/report/index.html" docs/img/report.png --width 1400 --height 1500 --settle 2
+shot "file://$work/report/index.html" docs/img/report.png --width 1400 --height 2400 --settle 2   # down to the first unit's search
 ls -l docs/img

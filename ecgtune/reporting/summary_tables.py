@@ -32,12 +32,33 @@ def _test(summary, name: str) -> float:
     return summary.test.get(f"test_{name}", float("nan"))
 
 
-def with_interval(test: dict, name: str) -> str:
-    """The test figure ``test_<name>`` of a test-metrics dict and, where one was drawn, its bootstrap 95 %
-    interval: "0.8123 [0.7100, 0.9000]"."""
+def has_interval(test, name: str) -> bool:
     low, high = test.get(f"test_{name}_ci_low"), test.get(f"test_{name}_ci_high")
-    interval = "" if low is None or math.isnan(low) else f" [{low:.4f}, {high:.4f}]"
-    return _fmt(test.get(f"test_{name}", float("nan"))) + interval
+    return low is not None and high is not None and not (math.isnan(low) or math.isnan(high))
+
+
+def no_interval_note(n_records: int | None) -> str:
+    """Why a test figure has no bootstrap interval: its test part has too few records to resample."""
+    if n_records is None:
+        return "no interval"
+    return f"no interval: {n_records} test record{'' if n_records == 1 else 's'}"
+
+
+def with_interval(test, name: str, n_records: int | None = None) -> str:
+    """The test figure ``test_<name>`` of a test-metrics dict (or row) and, where one was drawn, its
+    bootstrap 95 % interval: "0.8123 [0.7100, 0.9000]"; where none was and ``n_records`` (the test part's
+    records) is known, why: "0.8123 (no interval: 1 test record)"."""
+    value = test.get(f"test_{name}", float("nan"))
+    if has_interval(test, name):
+        return f"{_fmt(value)} [{test[f'test_{name}_ci_low']:.4f}, {test[f'test_{name}_ci_high']:.4f}]"
+    if n_records is None or value is None or math.isnan(value):
+        return _fmt(value)
+    return f"{_fmt(value)} ({no_interval_note(n_records)})"
+
+
+def _ci_header(tests, name: str) -> str:
+    """The " [95% CI]" of a column header of test figures, where at least one has an interval."""
+    return " [95% CI]" if any(has_interval(t, name) for t in tests) else ""
 
 
 def _mean(values) -> float:
@@ -61,7 +82,8 @@ def format_summary(summaries, metric: str) -> str:
         skipped = [s for s in summaries if s.stage == stage and s.skipped]
         lines += [
             f"\n{stage}",
-            f"{'model':>14}  {'patient':>8}  {metric:>22}  {'test ' + measure + ' [95% CI]':>30}  {'test macro F1':>13}  "
+            f"{'model':>14}  {'patient':>8}  {metric:>22}  "
+            f"{'test ' + measure + _ci_header([s.test for s in rows], measure):>30}  {'test macro F1':>13}  "
             "best config",
         ]
         for s in rows:
@@ -112,8 +134,9 @@ def format_summary(summaries, metric: str) -> str:
 def format_by_value(rows: list, param: str, metric: str, label_names=()) -> str:
     """`ecgtune by-value`'s table (rows of ecgtune.tuning.by_value.ValueRow); for tasks that report a per-label AUROC (multi-label), a second one of those."""
     measure = measure_of(metric)
-    head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + ' [95% CI]':>32}  "
-            f"{'test macro F1 [95% CI]':>32}  run")
+    tests = [row.test for row in rows]
+    head = (f"{param:>14}  {'trials':>6}  {metric:>16}  {'test ' + measure + _ci_header(tests, measure):>32}  "
+            f"{'test macro F1' + _ci_header(tests, 'f1_macro'):>32}  run")
     lines = [head]
     for row in rows:
         lines.append(f"{row.value:>14}  {row.trials:>6}  {row.val_metric:>16.4f}  "
@@ -121,7 +144,8 @@ def format_by_value(rows: list, param: str, metric: str, label_names=()) -> str:
                      f"{row.run_id}{' (champion)' if row.selected else ''}")
     labels = [n for n in label_names if any(f"test_auroc_{n}" in row.test for row in rows)]
     if labels:
-        lines += ["", "test AUROC per label [95% CI]", f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
+        header = "test AUROC per label" + (" [95% CI]" if any(_ci_header(tests, f"auroc_{n}") for n in labels) else "")
+        lines += ["", header, f"{param:>14}  " + "  ".join(f"{n:>24}" for n in labels)]
         for row in rows:
             lines.append(f"{row.value:>14}  " + "  ".join(f"{with_interval(row.test, f'auroc_{n}'):>24}" for n in labels))
     return "\n".join(lines)

@@ -112,6 +112,19 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     assert all(r.data.tags["ecgtune.unit"] in page for r in every)
     assert (report / "finetune_patients-smoke-patients.png").exists()
     assert (report / "heartbeat_aami-smoke-units.png").exists()
+    # Typed: one selected run per unit, a boolean column; no GPU here: null GPU ids, not "none".
+    assert frame["selected"].dtype == bool and frame["selected"].sum() == sum(n for _, n in EXPECTED.values())
+    assert frame["gpu_ids"].isna().all()
+    # Every unit's search on the page: its best so far; a per-patient unit's 18-trial grid its importance, or
+    # (one epoch each in a smoke run) why not.
+    units = {r.data.tags["ecgtune.unit"] for r in every}
+    assert all(f"Best so far vs trial index ({u})" in page for u in units)
+    per_patient = [u for u in units if u.startswith("finetune_patients-smoke/") and "pretrain" not in u]
+    assert len(per_patient) == 4
+    for u in per_patient:
+        view = page.split(f"<h4>{u}</h4>", 1)[1].split("</section>", 1)[0]
+        assert "Parameter importance, fANOVA" in view or "importance: all 18 trials reached the same value" in view
+    assert "<th>patient</th><th>scratch: test balanced_accuracy</th>" in page
 
     # Every champion of every pair predicts a raw recording of its dataset through its pyfunc, and
     # `mlflow models serve` answers the same JSON request for one champion of every model family.
