@@ -11,7 +11,7 @@ from ecgtune.spaces import load_space
 from ecgtune.tuning.by_value import searched_space
 from ecgtune.tuning.space_experiment import experiment_of
 from ecgtune.tuning.tracking import SEARCH_TAG
-from tests.reporting.test_report import store  # noqa: F401 (a fixture: a search of space "demo", smoke-test only)
+from tests.reporting.conftest import report_store  # noqa: F401 (a fixture: a search of space "demo", smoke-test only)
 
 
 def _client(tmp_path, *searched: str, empty: tuple[str, ...] = ()) -> MlflowClient:
@@ -42,8 +42,8 @@ def test_by_value_reads_the_space_as_its_only_searches_ran(tmp_path):
     assert max(s.params["epochs"] for s in space.stages) == 1  # the smoke test's budget: its data too
 
 
-def test_a_report_of_a_space_with_only_smoke_test_searches_reads_them_and_says_so(store, tmp_path, capsys):  # noqa: F811
-    uri, ids = store
+def test_a_report_of_a_space_with_only_smoke_test_searches_reads_them_and_says_so(report_store, tmp_path, capsys):  # noqa: F811
+    uri, ids = report_store
     out = tmp_path / "report"
     assert main(["report", "--space", "demo", "--mlflow-uri", uri, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
