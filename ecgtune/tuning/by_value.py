@@ -106,6 +106,15 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
         raise EcgtuneError(f"no finished trial of stage {stage!r} in the last search of {space.experiment_name} "
                            f"has the parameter {key!r} (parameters: {known})")
     data = prepare_data(space, data_dir)
+    trained_on = {run.data.params.get("data") for run, _ in best.values()}
+    if trained_on != {data.key}:
+        # The space file, the data folder or the split changed since the search: today's "test" part may
+        # hold the examples these checkpoints trained on.
+        raise EcgtuneError(
+            f"by-value: the last search of {space.experiment_name} trained on data key "
+            f"{', '.join(sorted(map(str, trained_on)))}; the space as it reads today prepares {data.key} (its file, "
+            "the data folder or the split changed since), so scoring those checkpoints on today's test part could "
+            "score them on their own training examples. Run the search again, or restore the space as it ran")
     rows = []
     for value, (run, count) in best.items():
         with tempfile.TemporaryDirectory() as folder:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ecgtune.cli import main
+from ecgtune.spaces import spaces_dir
 from tests.tuning.conftest import runs_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -73,6 +74,13 @@ def test_superdiagnostic_pretraining_then_scratch_and_transfer_in_one_schedule(r
     assert champion.split()[3] == ("-" if logged is None else f"{logged:.4f}")
     assert main(["by-value", *common, "--param", "no_such_param"]) == 2
     assert "'train.no_such_param'" in capsys.readouterr().err
+    # The space edited since the search (its records 1,000 samples long now): its checkpoints are not scored
+    # on a test part prepared otherwise.
+    edited = tmp_path / "edited" / "ribeiro_ptbxl_binary_100hz.yaml"
+    edited.parent.mkdir()
+    edited.write_text((spaces_dir() / edited.name).read_text().replace("length: 1024", "length: 1000"))
+    assert main(["by-value", "--space", str(edited), *common[2:], "--param", "freeze_blocks"]) == 2
+    assert "by-value: the last search of ribeiro_ptbxl_binary_100hz-smoke trained on data key" in capsys.readouterr().err
 
     # Every champion loads and runs where ecgtune cannot be imported.
     x = np.random.default_rng(0).standard_normal((3, 12, 1024)).astype(np.float32)
