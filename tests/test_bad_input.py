@@ -249,3 +249,21 @@ def test_a_billion_samples_are_refused_before_they_are_laid_out(tmp_path, capsys
     _refused(["search", "--space", "quickstart", "--num-samples", "1000000000", "--data-dir", str(real_data_dir),
               "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
              "plans 1,000,000,000 trials for unit pretrain-cnn1d_residual", tmp_path / "m.db")
+
+
+@pytest.mark.parametrize("space, epochs, expected", [
+    ("image_ptbxl", "      epochs: 100",
+     "key 'stages.scratch.params.augment': augmentations change the signal under every input, but these examples' "
+     "inputs (images, neighbouring beats) are made once when the data are prepared; leave augment at 0"),
+    ("ribeiro_ptbxl_binary_100hz", "      epochs: 70",
+     "key 'stages.scratch.params.augment': augmentations change one-lead signals; these examples have several leads"),
+])
+def test_augmentations_the_inputs_cannot_take_are_refused_before_ray(space, epochs, expected, tmp_path, capsys, no_ray,
+                                                                      real_data_dir):
+    """Before: the first training batch of every trial failed, after Ray started and the runs were opened."""
+    text = (spaces_dir() / f"{space}.yaml").read_text()
+    assert epochs in text
+    path = tmp_path / f"{space}.yaml"
+    path.write_text(text.replace(epochs, f"{epochs}\n      augment: 0.2", 1))
+    _refused(["search", "--space", str(path), "--smoke-test", "--data-dir", str(real_data_dir), "--mlflow-uri",
+              f"sqlite:///{tmp_path / 'm.db'}"], capsys, expected, tmp_path / "m.db")

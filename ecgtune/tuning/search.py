@@ -106,6 +106,26 @@ def metric_names(examples) -> set[str]:
     return set(names) | {"val_loss"}
 
 
+def check_augmentable(space: SearchSpace, stage, examples) -> None:
+    """The stage's augmentations applied once to two examples as each model takes them, as a trial would
+    to every training batch: inputs made once at preparation (images, neighbouring beats) or several leads
+    fail here, naming the key, instead of inside every trial after Ray started."""
+    import torch
+
+    from ecgtune.models._registry import model_inputs
+    from ecgtune.spaces import domain_values
+    from ecgtune.training.batches import example_batch
+    from ecgtune.transforms.augment import augmentation
+
+    for names in domain_values(stage.params.get("augmentations")) if "augmentations" in stage.params else [None]:
+        for model in space.models:
+            batch = {k: torch.from_numpy(v) for k, v in example_batch(examples.with_inputs(model_inputs(model.name))).items()}
+            try:
+                augmentation({"augment": 1.0, "augmentations": names}, examples.layout, torch.Generator().manual_seed(0))(batch)
+            except EcgtuneError as exc:
+                raise EcgtuneError(f"{space.path}: key 'stages.{stage.stage}.params.augment': {exc}") from None
+
+
 def check_fit(space: SearchSpace, data: PreparedData) -> None:
     """Refuse, before anything starts, models that cannot take this dataset's examples and SMOTE on
     examples it cannot interpolate, naming the space file and the key."""
@@ -146,6 +166,8 @@ def check_fit(space: SearchSpace, data: PreparedData) -> None:
                 f"{space.path}: key 'stages.{stage.stage}.params.smote': SMOTE interpolates single signals; "
                 f"these examples have inputs {list(examples.inputs)}; leave smote false"
             )
+        if any(float(p or 0) > 0 for p in domain_values(stage.params.get("augment", 0.0))):
+            check_augmentable(space, stage, examples)
 
 
 def init_ray(address: str | None, tracking_uri: str) -> None:
