@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -96,7 +97,16 @@ class Cinc2017:
         with cache.file_lock(f"{self.name}-unpack"):
             if reference.is_file() and not self._missing_recordings():
                 return  # another process unpacked it meanwhile
-            self.release.download_missing([REMOTE_REFERENCE, REMOTE_ARCHIVE], lock=f"{self.name}-download")
+            missing = self._missing_recordings() if reference.is_file() else []
+            try:
+                self.release.download_missing([REMOTE_REFERENCE, REMOTE_ARCHIVE], lock=f"{self.name}-download")
+            except EcgtuneError as exc:
+                if not missing:
+                    raise
+                # A local copy with recordings gone: the recordings are what the user must hear about.
+                named = ", ".join(f"{r}.mat" for r in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                raise EcgtuneError(f"{self.name}: {reference} lists recordings that are not in {self.folder}: {named}; "
+                                   f"fetching the release to restore them failed too ({exc})") from None
             labels = read_reference(self.folder / REMOTE_REFERENCE)
             unpack_recordings(self.folder / REMOTE_ARCHIVE, self.folder, set(labels))
             (self.folder / RECORDS_FILE).write_text("".join(f"{r}\n" for r in labels))
@@ -208,6 +218,9 @@ class Cinc2017:
         )
 
 
+RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
+
+
 def read_reference(path: Path) -> dict[str, str]:
     """{record: label} of a REFERENCE csv ("A00001,N" rows, no header)."""
     if not path.is_file():
@@ -220,7 +233,15 @@ def read_reference(path: Path) -> dict[str, str]:
             if len(row) != 2 or not row[0].strip() or row[1].strip() not in SYMBOLS:
                 raise EcgtuneError(f"{path}: line {line_number}: expected 'record,label' with a label in "
                                    f"{list(SYMBOLS)}, got {','.join(row)!r}")
-            out[row[0].strip()] = row[1].strip()
+            record = row[0].strip()
+            if not RECORD_NAME.fullmatch(record):
+                # A path (../cinc2017/A00173, /elsewhere/A00001) would read a file outside the data folder, or
+                # one recording under two names: in training and in validation at once.
+                raise EcgtuneError(f"{path}: line {line_number}: record {record!r} is not a recording name such as "
+                                   f"A00001 (letters, digits, _ and -; no folders: recordings are read from {path.parent})")
+            if record in out:
+                raise EcgtuneError(f"{path}: line {line_number}: record {record!r} is listed twice")
+            out[record] = row[1].strip()
     if not out:
         raise EcgtuneError(f"{path}: no recordings listed")
     return out

@@ -91,6 +91,24 @@ def test_a_damaged_recording_or_reference_is_named(cinc_root):
     (folder / "REFERENCE.csv").write_text("A00001,N\nA00002,X\n")
     with pytest.raises(EcgtuneError, match=r"REFERENCE.csv: line 2.*'N', 'O', 'A', '~'"):
         get_dataset("cinc2017", root=cinc_root).prepare()
+    write_set(folder, LABELS_20)
+    (folder / "A00005.mat").unlink()
+    with pytest.raises(EcgtuneError, match=r"REFERENCE\.csv lists recordings that are not in .*cinc2017: A00005\.mat; "):
+        # where the release cannot be fetched (a port where nothing listens stands for no network)
+        get_dataset("cinc2017", root=cinc_root, base_url="http://127.0.0.1:9/").prepare(records=["A00005"])
+
+
+@pytest.mark.parametrize("listed, expected", [
+    ("A00001,N\n../cinc2017/A00002,N\n", r"line 2: record '\.\./cinc2017/A00002' is not a recording name"),
+    ("A00001,N\n/elsewhere/A00003,O\n", r"line 2: record '/elsewhere/A00003' is not a recording name"),
+    ("A00001,N\nA00002,N\nA00001,O\n", r"line 3: record 'A00001' is listed twice"),
+])
+def test_a_reference_naming_a_file_outside_the_folder_or_a_recording_twice_is_refused(cinc_root, listed, expected):
+    """Before: a path was read from wherever it pointed, and one recording under two names could sit in
+    training and validation at once."""
+    (cinc_root / "cinc2017" / "REFERENCE.csv").write_text(listed)
+    with pytest.raises(EcgtuneError, match=expected):
+        get_dataset("cinc2017", root=cinc_root).prepare()
 
 
 def test_the_seeds_split_has_no_test_part_and_the_stratified_one_holds_records_out(cinc_root):
