@@ -62,6 +62,9 @@ CLI_CASES = {  # name -> (arguments after `search --space quickstart --smoke-tes
     "patients_empty": (["--patients", ""], "--patients: expected a comma-separated list of names, got ''"),
     "patients_twice": (["--patients", "100,100"], "--patients: each record at most once"),
     "models_empty": (["--models", ""], "--models: expected a comma-separated list of names, got ''"),
+    "storage_query": (["--storage-path", "s3://bucket/x?endpoint_override=127.0.0.1:9&scheme=http"],
+                      "options after '?' do not survive Ray adding folders to the path"),
+    "storage_scheme": (["--storage-path", "nosuchfs://bucket/x"], "--storage-path nosuchfs://bucket/x: not a storage URI"),
     "patients_spaced": (["--patients", "100 208"], "--patients: expected names separated by commas, got '100 208'"),
     "resources_speck": (["--resources", "cpu=1e-9"], "--resources: cpu=1e-9 is below the smallest share"),
 }
@@ -267,3 +270,14 @@ def test_augmentations_the_inputs_cannot_take_are_refused_before_ray(space, epoc
     path.write_text(text.replace(epochs, f"{epochs}\n      augment: 0.2", 1))
     _refused(["search", "--space", str(path), "--smoke-test", "--data-dir", str(real_data_dir), "--mlflow-uri",
               f"sqlite:///{tmp_path / 'm.db'}"], capsys, expected, tmp_path / "m.db")
+
+
+def test_an_object_store_that_does_not_answer_is_refused_before_ray(tmp_path, capsys, no_ray, monkeypatch, real_data_dir):
+    """Before: a traceback after Ray started and the parent run was opened. (The S3 endpoint is a local port
+    where nothing listens: no real bucket is reached.)"""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    _refused(["search", "--space", "quickstart", "--smoke-test", "--storage-path", "s3://ecgtune-test-bucket/runs",
+              "--data-dir", str(real_data_dir), "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
+             "--storage-path s3://ecgtune-test-bucket/runs: cannot be read (", tmp_path / "m.db")

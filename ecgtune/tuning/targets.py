@@ -95,6 +95,44 @@ def check_writable_folder(folder: Path, flag: str, what: str) -> None:
         raise EcgtuneError(f"{flag}: {what} is not writable ({exc.strerror or exc}): {folder}") from None
 
 
+STORAGE_PROBE_S = 30.0  # an object store that has not answered in this is not there (its client retries inside)
+
+
+def check_storage_uri(uri: str) -> None:
+    """A storage URI (s3://, gs://, ...) that pyarrow understands and whose location answers: otherwise Ray
+    fails with a traceback after it started and the parent runs were opened."""
+    import threading
+
+    import pyarrow.fs
+
+    if "?" in uri:
+        # Ray appends the search's folders to the path, after the query: '...?scheme=http/quickstart/...'.
+        raise EcgtuneError(f"--storage-path {uri}: options after '?' do not survive Ray adding folders to the path; "
+                           "give them as the store's environment variables (AWS_ENDPOINT_URL, AWS_REGION, ...)")
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError, ValueError, OSError) as exc:
+        raise EcgtuneError(f"--storage-path {uri}: not a storage URI pyarrow can open ({exc})") from None
+    answer: dict = {}
+
+    def probe() -> None:
+        try:
+            answer["info"] = fs.get_file_info(path)
+        except Exception as exc:  # noqa: BLE001 - any failure here is the answer, reported below
+            answer["error"] = exc
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(STORAGE_PROBE_S)
+    if worker.is_alive():
+        raise EcgtuneError(f"--storage-path {uri}: no answer within {STORAGE_PROBE_S:.0f} s; check the address, the "
+                           "network and the credentials")
+    if "error" in answer:
+        detail = " ".join(str(answer["error"]).split())[:300]
+        raise EcgtuneError(f"--storage-path {uri}: cannot be read ({detail}); check the address, the network and the "
+                           "credentials")
+
+
 def check_targets(*, address: str | None, mlflow_uri: str | None, storage_path: str | None) -> None:
     """Every place a search will write to or connect to (the options as given, defaults filled), before
     data, MLflow or Ray are touched."""
@@ -103,7 +141,9 @@ def check_targets(*, address: str | None, mlflow_uri: str | None, storage_path: 
 
     check_writable_folder(ecgtune_home(), "ECGTUNE_HOME", "the ecgtune home (search state, prepared data)")
     storage = storage_root(storage_path)
-    if not is_uri(storage):
+    if is_uri(storage):
+        check_storage_uri(storage)
+    else:
         check_writable_folder(Path(storage), "--storage-path", "the Ray results folder")
     check_tracking_uri(tracking_uri(mlflow_uri))
     check_address(address)
