@@ -31,8 +31,9 @@ def splits_of(spaces: dict[str, dict]) -> str | None:
     return "+".join(splits) or None
 
 
-# What a resumed search must share with the interrupted one, in the order a mismatch is reported.
-RESUME_FIELDS = ("space_file", "space_digest", "split", "data_key", "models", "patients", "budget")
+# What a resumed search must share with the interrupted one, in the order a mismatch is reported: causes
+# first (the patients a user gave differently), the data key (which follows from them) last.
+RESUME_FIELDS = ("space_file", "space_digest", "split", "patients", "models", "budget", "data_key")
 
 
 def what_ran(space, data_key: str) -> dict:

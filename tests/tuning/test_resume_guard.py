@@ -21,6 +21,8 @@ def test_the_same_search_resumes_and_every_difference_is_named(tmp_path):
     assert "split 'per_patient', this one 'chronological'" in resume_mismatch(saved, _ran(space.with_split("chronological")))
     assert "data_key 'k1', this one 'k2'" in resume_mismatch(saved, _ran(space, "k2"))
     assert "patients" in resume_mismatch(saved, _ran(space.with_patients(["100"])))
+    # --patients given differently also changes the data key: the patients, the cause, are named.
+    assert "patients [" in resume_mismatch(saved, _ran(space.with_patients(["100"]), "k2"))
     assert "budget" in resume_mismatch(saved, _ran(space.with_budget(epochs=2)))
     optuna = load_space("heartbeat_aami")
     assert "models" in resume_mismatch(_ran(optuna), _ran(optuna.with_models(["cnet"])))
