@@ -281,3 +281,22 @@ def test_an_object_store_that_does_not_answer_is_refused_before_ray(tmp_path, ca
     _refused(["search", "--space", "quickstart", "--smoke-test", "--storage-path", "s3://ecgtune-test-bucket/runs",
               "--data-dir", str(real_data_dir), "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
              "--storage-path s3://ecgtune-test-bucket/runs: cannot be read (", tmp_path / "m.db")
+
+
+def test_address_auto_takes_only_a_ray_of_this_user(ray_local, monkeypatch):
+    """`auto` joins any Ray of the machine: one another user started is refused (and left)."""
+    import getpass
+
+    from ecgtune.errors import EcgtuneError
+    from ecgtune.tuning import search, targets
+
+    gcs = ray_local.get_runtime_context().gcs_address
+    assert targets.listener_user(int(gcs.rsplit(":", 1)[1])) == getpass.getuser()  # our own Ray: ours
+    search.refuse_another_users_cluster(gcs)  # taken
+    monkeypatch.setattr(targets, "listener_user", lambda port: "someone-else")
+    left = []
+    monkeypatch.setattr(ray_local, "shutdown", lambda: left.append(True))
+    with pytest.raises(EcgtuneError, match=f"--address auto: the Ray cluster on this machine \\({gcs}\\) was started "
+                                           "by user 'someone-else'"):
+        search.refuse_another_users_cluster(gcs)
+    assert left == [True]

@@ -170,6 +170,24 @@ def check_fit(space: SearchSpace, data: PreparedData) -> None:
             check_augmentable(space, stage, examples)
 
 
+def refuse_another_users_cluster(gcs_address: str) -> None:
+    """``--address auto`` takes whatever Ray runs on this machine: refuse (and leave) one another user
+    started, whose trials and results would then be shared with them."""
+    import getpass
+
+    import ray
+
+    from ecgtune.tuning.targets import listener_user
+
+    owner = listener_user(int(gcs_address.rsplit(":", 1)[1]))
+    me = getpass.getuser()
+    if owner is not None and owner != me:
+        ray.shutdown()
+        raise EcgtuneError(f"--address auto: the Ray cluster on this machine ({gcs_address}) was started by user "
+                           f"{owner!r}, not {me!r}; give --address {gcs_address} to join it on purpose, or leave "
+                           "--address out for a Ray of your own")
+
+
 def init_ray(address: str | None, tracking_uri: str) -> None:
     import ray
 
@@ -190,6 +208,8 @@ def init_ray(address: str | None, tracking_uri: str) -> None:
             raise EcgtuneError(f"--address {address}: no Ray cluster to join ({' '.join(str(exc).split())[:300]}); "
                                "start one (ray up cluster.yaml / ray start --head) or leave --address out "
                                "for a local Ray") from None
+        if address == "auto":
+            refuse_another_users_cluster(ray.get_runtime_context().gcs_address)
     else:
         ray.init(include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False)
 

@@ -66,6 +66,19 @@ def _speaks_grpc(host: str, port: int) -> bool:
         channel.close()
 
 
+def listener_user(port: int) -> str | None:
+    """The user whose process listens on local TCP ``port`` (None where the system does not tell)."""
+    import psutil
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return psutil.Process(conn.pid).username()
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return None
+    return None
+
+
 def check_tracking_uri(uri: str) -> None:
     """A tracking URI MLflow can store runs in: a writable SQLite file, or a server that answers."""
     scheme = urlparse(uri).scheme.split("+")[0]
