@@ -300,3 +300,4 @@ def test_address_auto_takes_only_a_ray_of_this_user(ray_local, monkeypatch):
                                            "by user 'someone-else'"):
         search.refuse_another_users_cluster(gcs)
     assert left == [True]
+

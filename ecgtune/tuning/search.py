@@ -69,8 +69,8 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     missing = [p for p in space.patients if p not in prepared_records] if per_patient else []
     if missing:
         raise EcgtuneError(
-            f"{space.path}: patients {missing} are not among the prepared records "
-            f"{sorted(set(examples.records))}"
+            f"{space.path}: patients {', '.join(map(str, missing))} are not among the prepared records "
+            f"{', '.join(sorted(prepared_records))}"
         )
     try:
         preparation = dataset.preparation(**space.preprocessing)
