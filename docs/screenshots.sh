@@ -20,7 +20,7 @@ for _ in $(seq 60); do curl -sf "$ui_url/health" > /dev/null && break; sleep 1; 
 read -r exp_id model version <<< "$(.venv/bin/python - <<'PY'
 from mlflow.tracking import MlflowClient
 c = MlflowClient()
-name = "ecgtune-abnormal_windows-mitdb-per_patient-finetune-cnn1d_residual-208-smoke"
+name = "finetune-cnn1d_residual-208-smoke-ad9a-abnormal_windows-mitdb-per_patient"
 print(c.get_experiment_by_name("finetune_patients-smoke").experiment_id, name,
       c.get_model_version_by_alias(name, "champion").version)
 PY

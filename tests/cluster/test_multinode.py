@@ -136,6 +136,6 @@ def run_study_on_a_fake_cluster(root: Path, real_data_dir: Path) -> None:
         assert epochs[restart] > 1, f"{witness} started over after its node died: epochs {epochs}"
         # Every unit was selected and promoted.
         for patient in PATIENTS:
-            name = f"ecgtune-multinode_test-mitdb-per_patient-scratch-cnn1d_residual-{patient}"
+            name = f"scratch-cnn1d_residual-{patient}-4437-multinode_test-mitdb-per_patient"
             assert client.get_model_version_by_alias(name, "champion") is not None
     assert cluster.processes() == [], "processes of the fake cluster outlived it"
