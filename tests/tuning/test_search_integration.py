@@ -70,9 +70,27 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
         assert paths == {"confusion_matrix/test.png", "confusion_matrix/test.json"}
     assert not any("test_balanced_accuracy" in c.data.metrics for c in children if c not in selected)
 
+    # Issue 26: true end times, best-epoch figures, descriptions, the parent's summary as one artifact.
+    metric = parents[0].data.params["metric"]
+    for c in selected:
+        last = max(m.timestamp for m in client.get_metric_history(c.info.run_id, metric))
+        assert abs(c.info.end_time - last) <= 5000, (c.info.end_time, last)  # not re-ended at registration
+        assert c.data.tags["mlflow.note.content"].startswith("Selected for unit")
+    assert all(f"best_{metric}" in c.data.metrics and "system/epoch" in c.data.metrics for c in children)
+    assert not any("/" in k for k in parents[0].data.metrics)  # no metric per unit on the parent
+    summary = client.download_artifacts(parents[0].info.run_id, "summary")
+    table = (Path(summary) / "units.md").read_text()
+    assert all(name in table for name in models) and metric in table
+    assert "mlflow.note.content" in parents[0].data.tags and "mlflow.note.content" in experiment_tags(client, space)
+    assert "viewStateShareKey=ecgtune-" in out and "--port 5000" in out
+
     for name in models:
         version = client.get_model_version_by_alias(name, "champion")
         assert {"space_file", "split", "git_revision", "data_key", "test_balanced_accuracy"} <= set(version.tags)
+        assert version.tags["space"] == space and version.run_id in version.description
+        registered = client.get_registered_model(name)
+        assert {"task", "dataset", "split", "stage", "model", "patient", "space"} <= set(registered.tags)
+        assert version.run_id in registered.description
         # The registered version is the logged model of its selected run (the run's Models column); the
         # SQL registry keeps the link as the version's source, models:/<logged model id>.
         assert version.source.startswith("models:/m-")
@@ -94,6 +112,10 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
         assert {i.dataset.digest for i in inputs} == {data_key}
         assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} <= {"train", "validation", "test"}
         assert "train" in {t.value for i in inputs for t in i.tags}
+
+
+def experiment_tags(client, space: str) -> dict:
+    return client.get_experiment_by_name(f"{space}-smoke").tags
 
 
 def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ray_local, mlflow_uri):
