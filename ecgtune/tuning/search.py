@@ -268,7 +268,7 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
 def experiment_note(space: SearchSpace) -> str:
     """An experiment's description (the UI's About this experiment)."""
     smoke = " Smoke runs (--smoke-test): they never compete with the real search's champions." if space.smoke_test else ""
-    return (f"{space.description.strip()} Search space {space.path.name}: task {space.task} on {space.dataset}, split "
+    return (f"{space.description.strip().rstrip('.')}. Search space {space.path.name}: task {space.task} on {space.dataset}, split "
             f"{space.split}, selection on validation {space.metric} ({space.mode}). One parent run per `ecgtune "
             f"search`, a nested run per trial.{smoke}")
 
@@ -476,7 +476,8 @@ def run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=N
     for space in spaces:
         record = records[space.experiment_name]
         mlf.set_terminated(record.parent_run_id, "FINISHED")
-        searched = sorted({p for u in plan if u.space.experiment_name == space.experiment_name for p in searched_paths(spaces_[u.key])})
+        searched = sorted({".".join(path) for u in plan if u.space.experiment_name == space.experiment_name
+                           for path in searched_paths(spaces_[u.key])})  # the params' names: train.lr
         view = tracking.save_trials_view(mlf, record.experiment_id, record.parent_run_id, space.metric, space.mode, searched)
         echo(f"runs of {space.experiment_name}: {tracking.where_to_look(mlf.tracking_uri, record.experiment_id, view, ui_url)}")
     state.status = "finished"

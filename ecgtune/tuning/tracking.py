@@ -115,11 +115,13 @@ def runs_page(ui_url: str, experiment_id: str, view: str | None = None) -> str:
 
 def trials_view(parent_run_id: str, metric: str, mode: str, params: list[str]) -> dict:
     """The runs table a search's link opens: its trial runs (flat, not folded under the parent), best
-    first by their best validation figure, with the columns that say which won and why."""
+    first by their best validation figure, with the columns that say which won and why (``params``: the
+    searched parameters' names, ``train.lr``)."""
     from ecgtune.spaces import measure_of
 
     best = f"metrics.`best_{metric}`"
-    columns = [f"tags.`{UNIT_TAGS['unit']}`", f"tags.`{SELECTED_TAG}`", best, f"metrics.`test_{measure_of(metric)}`",
+    # The run name already says the unit (stage, patient, model) and the values chosen, readably.
+    columns = [f"tags.`{SELECTED_TAG}`", best, f"metrics.`test_{measure_of(metric)}`",
                *(f"params.`{p}`" for p in params), "metrics.`system/epoch`", f"tags.`{STOPPED_TAG}`",
                "attributes.`Duration`", "attributes.`Models`"]
     return {"searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'", "orderByKey": best,

@@ -62,14 +62,16 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
         versions = client.search_model_versions(f"name='{source}'")
         assert len(versions) == 1
         runs = [r for r in trials["mi_transfer-smoke"] if r.data.tags["ecgtune.model"] == model]
-        assert all(r.data.params["init_weights.model"].endswith(f"starting_weights/{source}.pt") for r in runs)
+        # Its runs record the registered version they started from, not where the trial read it.
+        assert all(r.data.params["starts_from.model"] == f"models:/{source}/{versions[0].version}" for r in runs)
+        assert not any(k.startswith("init_weights") for r in runs for k in r.data.params)
         assert all(r.info.start_time >= versions[0].creation_timestamp for r in runs)
     # Fine-tuning per patient started from this search's pre-training.
     pretrain = client.search_model_versions(
         "name='pretrain-cnn1d_residual-smoke-ad9a-abnormal_windows-mitdb-per_patient'")[0]
     finetune = [r for r in trials["finetune_patients-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
     assert len(finetune) == 36 and all(r.info.start_time >= pretrain.creation_timestamp for r in finetune)
-    assert len({r.data.params["init_weights.model"] for r in finetune}) == 1
+    assert {r.data.params["starts_from.model"] for r in finetune} == {f"models:/{pretrain.name}/{pretrain.version}"}
     # Every trial run says which node trained it and that it had no GPU (this machine has none).
     every = [r for runs in trials.values() for r in runs]
     assert all(r.data.tags.get("ray.node_id") and r.data.tags.get("ray.gpu_ids") == "none" for r in every)
@@ -92,7 +94,7 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     assert {r.data.tags["ecgtune.model"] for r in fusion} == {"fusion_early", "fusion_late", "fusion_joint"}
     for r in fusion:
         for branch, (version,) in branches.items():
-            assert r.data.params[f"init_weights.{branch}"].endswith(f"starting_weights/{version.name}.pt")
+            assert r.data.params[f"starts_from.{branch}"] == f"models:/{version.name}/{version.version}"
             assert r.info.start_time >= version.creation_timestamp
     # The inter-patient beats carry their R-R features and neighbours; each model reads the inputs it takes.
     rhythm = [r for r in trials["heartbeat_interpatient-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]

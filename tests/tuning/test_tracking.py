@@ -233,7 +233,7 @@ def test_the_printed_link_opens_a_saved_view_of_the_searchs_trials(tmp_path):
     assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent}'"
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`best_val_balanced_accuracy`", False)
     assert {"params.`train.lr`", "tags.`ecgtune.selected`", "metrics.`test_balanced_accuracy`",
-            "tags.`ecgtune.unit`"} <= set(view["selectedColumns"])
+            "metrics.`system/epoch`"} <= set(view["selectedColumns"])
     assert tracking.trials_view(parent, "val_loss", "min", [])["orderByAsc"] is True
     link = tracking.where_to_look(uri, exp, key)
     assert link.startswith(f"mlflow ui --backend-store-uri {uri} --port 5000, then http://127.0.0.1:5000/#/experiments/{exp}/runs?")
