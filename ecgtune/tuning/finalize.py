@@ -196,7 +196,7 @@ def log_space_summary(mlf, parent_run_id: str, space, finished: dict[str, dict])
     chart of one bar)."""
     rows = [summary for summary in finished.values() if summary["space"] == space.experiment_name]
     measure = measure_of(space.metric)
-    mlf.log_dict(parent_run_id, {"metric": space.metric, "mode": space.mode, "units": rows}, SUMMARY_JSON)
+    mlf.log_dict(parent_run_id, _strict_json({"metric": space.metric, "mode": space.mode, "units": rows}), SUMMARY_JSON)
     lines = [f"| unit | {space.metric} | test {measure} | test macro F1 | registered | champion |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -207,6 +207,17 @@ def log_space_summary(mlf, parent_run_id: str, space, finished: dict[str, dict])
                      f"{'-' if f1 is None else f'{f1:.4f}'} | {r['registered_model']} v{r['version']} | "
                      f"{'yes' if r['champion'] else 'no'} |")
     mlf.log_text(parent_run_id, "\n".join(lines) + "\n", SUMMARY_TABLE)
+
+
+def _strict_json(value):
+    """NaN (a unit skipped, a figure without a test part) as null: JSON readers other than Python's refuse NaN."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def searched_hparams(unit: Unit) -> set[str]:
