@@ -260,3 +260,19 @@ def test_the_alias_stays_where_the_champion_cannot_be_scored_fairly(registry):
     # Without a scorer another preparation is never compared on its own figures.
     unscored, tags = _promote_data(client, exp, 0.99, "c")
     assert not unscored.champion and "prepared differently (data_key 'a')" in tags["gate.decision"]
+
+
+def test_the_names_the_readme_and_docs_give_are_names_ecgtune_registers():
+    """Every registered model name written in README.md, docs/ and the search spaces' comments carries the
+    champion line of its own task, dataset and split (a hand-written name would not be found)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    texts = [root / "README.md", root / "docs" / "results.md", root / "docs" / "screenshots.sh"]
+    pattern = re.compile(r"\b(?:pretrain|scratch|finetune)-[A-Za-z0-9_{}-]+?-([0-9a-f]{4})-([a-z0-9_]+)-([a-z0-9_]+)-([a-z_]+)\b")
+    found = [m for path in texts for m in pattern.finditer(path.read_text())]
+    assert len(found) >= 5
+    for m in found:
+        line, task, dataset, split = m.groups()
+        assert promotion.champion_line(task, dataset, split) == line, m.group(0)
