@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 export ECGTUNE_HOME="$work/home" MLFLOW_TRACKING_URI="sqlite:///$work/home/mlflow.db"
 export MLFLOW_REGISTRY_URI="$MLFLOW_TRACKING_URI"
-.venv/bin/ecgtune search --space finetune_patients --patients 100,208 --smoke-test
-
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ui_url="http://127.0.0.1:$port"
+# The link the search prints at its end: its trials, best first, with the columns that say which won.
+.venv/bin/ecgtune search --space finetune_patients --patients 100,208 --smoke-test --mlflow-ui-url "$ui_url" \
+  | tee "$work/search.log"
+link=$(grep -o "$ui_url/#/experiments/[^ ]*" "$work/search.log" | tail -1)
 .venv/bin/ecgtune report --space finetune_patients --smoke-test --out "$work/report" --mlflow-ui-url "$ui_url"
 .venv/bin/mlflow ui --backend-store-uri "$MLFLOW_TRACKING_URI" --host 127.0.0.1 --port "$port" > "$work/ui.log" 2>&1 &
 ui=$!
@@ -20,18 +22,14 @@ for _ in $(seq 60); do curl -sf "$ui_url/health" > /dev/null && break; sleep 1; 
 read -r exp_id model version <<< "$(.venv/bin/python - <<'PY'
 from mlflow.tracking import MlflowClient
 c = MlflowClient()
-name = "ecgtune-abnormal_windows-mitdb-per_patient-finetune-cnn1d_residual-208-smoke"
+name = "finetune-cnn1d_residual-208-smoke-ad9a-abnormal_windows-mitdb-per_patient"
 print(c.get_experiment_by_name("finetune_patients-smoke").experiment_id, name,
       c.get_model_version_by_alias(name, "champion").version)
 PY
 )"
 shot() { .venv/bin/python docs/screenshot_page.py "$@"; }
-unfold='button[data-component-id$="runnamecellrenderer.tsx_46"]'   # the parent run's row: show its trials
 close='button[aria-label="Close"]'                                    # the UI's assistant panel
-# Patient 208's trials (scratch and fine-tuned) under their parent run, as the runs table shows them.
-filter='tags.%60ecgtune.patient%60%20%3D%20%27208%27'
-shot "$ui_url/#/experiments/$exp_id/runs?workflowType=machine_learning&searchFilter=$filter" docs/img/mlflow-experiment.png \
-  --click "$unfold" --click "$close" --width 1800 --height 1000
+shot "$link" docs/img/mlflow-experiment.png --click "$close" --width 1800 --height 1000
 shot "$ui_url/#/models/$model/versions/$version" docs/img/mlflow-champion.png --click "$close" --width 1400 --height 700
 shot "file://$work/report/index.html" docs/img/report.png --width 1400 --height 2400 --settle 2   # down to the first unit's search
 ls -l docs/img

@@ -27,6 +27,7 @@ def cmd_search(args) -> int:
     summaries = run_search(
         spaces, suite=suite, address=args.address, mlflow_uri=args.mlflow_uri, data_dir=args.data_dir,
         storage_path=args.storage_path, shared_storage=args.shared_storage, resources=resources, resume=args.resume,
+        ui_url=args.mlflow_ui_url,
     )
     for space in spaces:
         if len(spaces) > 1:
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--num-samples", type=int, help="configurations sampled per unit (random/optuna searches)")
     search.add_argument("--smoke-test", action="store_true", help="shrink to a CI-sized run, keeping the grid")
     search.add_argument("--resume", action="store_true", help="continue the last interrupted search of this space")
+    search.add_argument("--mlflow-ui-url", help="where the MLflow UI shows this store, for the link printed at the end; "
+                        "default: the tracking server, or `mlflow ui --port 5000`'s http://127.0.0.1:5000 for a local store")
     search.set_defaults(func=cmd_search)
 
     by_value = sub.add_parser("by-value", help=cmd_by_value.__doc__, description=cmd_by_value.__doc__)

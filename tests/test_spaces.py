@@ -269,8 +269,8 @@ def test_seed000_spaces_run_fusion_from_the_champions_of_both_branches():
     for way in ("early", "late", "joint"):
         unit = plan[f"fusion_ptbxl/finetune-fusion_{way}"]
         assert {(s.branch, s.name) for s in unit.sources} == {
-            ("signal", "ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-gru1d"),
-            ("image", "ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-alexnet2d")}
+            ("signal", "scratch-gru1d-4c94-ptbxl_superdiag4-ptbxl-folds"),
+            ("image", "scratch-alexnet2d-4c94-ptbxl_superdiag4-ptbxl-folds")}
         assert set(unit.depends_on) == {"signal_ptbxl/scratch-gru1d", "image_ptbxl/scratch-alexnet2d"}
     # The smoke version is small: one configuration per fusion model.
     smoke = {u.key: u for u in build_plan(shape_search(spaces, smoke_test=True))}

@@ -65,7 +65,8 @@ def trial_row(experiment: str, run) -> dict:
         "run_name": run.info.run_name, "parent_run_id": tags.get(PARENT_TAG), "status": run.info.status,
         "selected": tags.get(SELECTED_TAG) == "true", "metric": params.get("metric"), "mode": params.get("mode"),
         "best_metric": metrics.get("best_metric"),
-        "epochs": int(metrics["epoch"]) if "epoch" in metrics else None,
+        # system/epoch: ecgtune's runs keep lr and epoch out of the model charts; "epoch": older runs
+        "epochs": next((int(metrics[k]) for k in ("system/epoch", "epoch") if k in metrics), None),
         "start": _time(run.info.start_time), "end": _time(run.info.end_time),
         "node": tags.get(LOCATION_TAGS["hostname"]) or tags.get(LOCATION_TAGS["node_ip"]),
         # A trial on the CPU has its GPU ids written as "none": no value, not a text.

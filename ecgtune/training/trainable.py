@@ -98,6 +98,11 @@ def class_weights(cfg: dict, train: TensorSplit) -> torch.Tensor | None:
     return torch.as_tensor(weights, dtype=torch.float32, device=train.device)
 
 
+def best_figures(metrics: dict) -> dict[str, float]:
+    """An epoch's validation figures as the trial's best: ``val_x`` -> ``best_val_x``."""
+    return {f"best_{k}": v for k, v in metrics.items() if k.startswith("val_")}
+
+
 def starting_model(spec: dict, init_weights: dict | None, *, replace_head: bool = False):
     """The model a trial starts from, and its spec as the checkpoint keeps it.
 
@@ -183,6 +188,7 @@ def train_fn(config: dict, datasets=None) -> None:
     augment = augmentation(cfg, train.layout, generator=torch.Generator(device=device).manual_seed(cfg["seed"]))
 
     start_epoch, best, stale = 0, None, 0
+    best_epoch, best_values = 0, {}  # the best epoch so far and its validation figures (best_val_*)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         # Checkpoints are written only when validation improves, so a resumed trial restarts
@@ -194,6 +200,7 @@ def train_fn(config: dict, datasets=None) -> None:
         if scheduler is not None and state.get("scheduler_state"):
             scheduler.load_state_dict(state["scheduler_state"])
         start_epoch, best, stale = state["epoch"], state["best"], 0
+        best_epoch, best_values = state["epoch"], best_figures(state.get("val_metrics", {}))
 
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         order = epoch_order(train.y_numpy, cfg["weighted_sampling"], generator).to(device)
@@ -211,10 +218,12 @@ def train_fn(config: dict, datasets=None) -> None:
         value = metrics[metric]
         improved = _improved(value, best, mode)
         best, stale = (value, 0) if improved else (best, stale + 1)
+        if improved:
+            best_epoch, best_values = epoch, best_figures(metrics)
         # reported_at: when this epoch ended, to the millisecond (Ray's own timestamp is whole seconds, which
         # made a short trial's MLflow run end before it started).
         metrics.update(epoch=epoch, lr=optimizer.param_groups[0]["lr"], best_metric=best if best is not None else float("nan"),
-                       reported_at=time.time(), **placement)
+                       best_epoch=best_epoch, reported_at=time.time(), **best_values, **placement)
         patience = cfg["early_stopping_patience"]
         if improved:
             with tempfile.TemporaryDirectory() as d:

@@ -32,13 +32,19 @@ def best_run_per_value(runs, param: str, mode: str) -> dict[str, tuple[object, i
     finished runs had the value), numbers in increasing order, then the other values by name."""
     groups: dict[str, list] = {}
     for run in runs:
-        if run.info.status == "FINISHED" and param in run.data.params:
+        if ran_its_course(run) and param in run.data.params:
             value = run.data.metrics.get("best_metric", float("nan"))
             if not math.isnan(value):
                 groups.setdefault(run.data.params[param], []).append(run)
     pick = max if mode == "max" else min
     return {value: (pick(groups[value], key=lambda r: r.data.metrics["best_metric"]), len(groups[value]))
             for value in sorted(groups, key=_value_order)}
+
+
+def ran_its_course(run) -> bool:
+    """Finished, or stopped by its unit's scheduler (KILLED, tagged ecgtune.stopped_by): a trial selection
+    weighed as well."""
+    return run.info.status == "FINISHED" or (run.info.status == "KILLED" and bool(run.data.tags.get(tracking.STOPPED_TAG)))
 
 
 def _value_order(value: str) -> tuple:

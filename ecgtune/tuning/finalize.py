@@ -64,23 +64,28 @@ class Readiness:
     """Which units may start: a unit starts once the weights it starts from are written. Shared by Tune's
     searcher (the main thread) and the finaliser thread."""
 
-    def __init__(self, weights: dict[str, str]):
+    def __init__(self, weights: dict[str, str], versions: dict[str, str] | None = None):
         self._lock = threading.Lock()
         self._weights = dict(weights)  # registered name -> location of its starting weights
+        self._versions = dict(versions or {})  # registered name -> models:/<name>/<version> of those weights
         self.error: BaseException | None = None
 
     def starting_point(self, unit: Unit) -> dict | None:
         """The config a unit's trials add: where each of its starting weights lies (by branch; WHOLE_MODEL
-        for the whole model), or None while some are not written yet."""
+        for the whole model) and which registered version they are (``starts_from``, the run's record of
+        its starting point), or None while some are not written yet."""
         if not unit.sources:
             return {"init_weights": None}
         with self._lock:
             locations = {s.branch or WHOLE_MODEL: self._weights.get(s.name) for s in unit.sources}
-        return None if None in locations.values() else {"init_weights": locations}
+            versions = {s.branch or WHOLE_MODEL: self._versions.get(s.name, s.name) for s in unit.sources}
+        return None if None in locations.values() else {"init_weights": locations, "starts_from": versions}
 
-    def provide(self, name: str, location: str) -> None:
+    def provide(self, name: str, location: str, version: str | None = None) -> None:
         with self._lock:
             self._weights[name] = location
+            if version:
+                self._versions[name] = version
 
     def abort(self, error: BaseException) -> None:
         if self.error is None:
@@ -165,12 +170,54 @@ class Finalizer:
         summary = finalize_unit(
             self.mlflow, unit, outcomes, self.spaces[unit.space.experiment_name], self.state.invocation, weights_to=weights
         )
+        version_uri = model_version_uri(summary.registered_model, summary.version)
         if weights:
             self.state.weights[unit.registered_name] = weights
+            self.state.versions[unit.registered_name] = version_uri
         self.state.mark_unit(unit.key, asdict(summary))
+        record = self.spaces[unit.space.experiment_name]
+        log_space_summary(self.mlflow, record.parent_run_id, unit.space, self.state.finished)
         if weights:
-            self.readiness.provide(unit.registered_name, weights)
+            self.readiness.provide(unit.registered_name, weights, version_uri)
         self.echo(unit_line(unit, summary))
+
+
+def model_version_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+SUMMARY_JSON, SUMMARY_TABLE = "summary/units.json", "summary/units.md"
+
+
+def log_space_summary(mlf, parent_run_id: str, space, finished: dict[str, dict]) -> None:
+    """The parent run's record of its units so far: one JSON (every unit's selected configuration, its
+    validation and test figures, its registered version) and a small Markdown table of the same. One
+    artifact, rewritten as units finish, instead of a metric per unit and figure (the UI drew each as a
+    chart of one bar)."""
+    rows = [summary for summary in finished.values() if summary["space"] == space.experiment_name]
+    measure = measure_of(space.metric)
+    mlf.log_dict(parent_run_id, _strict_json({"metric": space.metric, "mode": space.mode, "units": rows}), SUMMARY_JSON)
+    lines = [f"| unit | {space.metric} | test {measure} | test macro F1 | registered | champion |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        unit = "-".join([r["stage"], r["model"]] + ([r["patient"]] if r["patient"] else []))
+        test = r["test"].get(f"test_{measure}")
+        f1 = r["test"].get("test_f1_macro")
+        lines.append(f"| {unit} | {r['val_metric']:.4f} | {'-' if test is None else f'{test:.4f}'} | "
+                     f"{'-' if f1 is None else f'{f1:.4f}'} | {r['registered_model']} v{r['version']} | "
+                     f"{'yes' if r['champion'] else 'no'} |")
+    mlf.log_text(parent_run_id, "\n".join(lines) + "\n", SUMMARY_TABLE)
+
+
+def _strict_json(value):
+    """NaN (a unit skipped, a figure without a test part) as null: JSON readers other than Python's refuse NaN."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def searched_hparams(unit: Unit) -> set[str]:
@@ -208,10 +255,10 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     if run is None:
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")
     run_id = run.info.run_id
+    # On the selected run only: the parent holds the units' figures as one artifact (log_space_summary).
     for name, value in evaluation.metrics.items():
         if np.isfinite(value):
             mlf.log_metric(run_id, name, value)
-            mlf.log_metric(record.parent_run_id, f"{unit.name}/{name}", value)
     mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
     # The unit's dataset inputs go on its selected run (and the parent), not on every trial run: the
     # trials of a unit share them, and one write fewer per trial is a tenth of ecgtune's cost per trial.
@@ -236,14 +283,15 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     facts = version_facts(space, data, evaluation, champion)
     promoted = promotion.promote(
         mlf,
-        name=unit.registered_name,
+        name=unit.registered_name, model_name=unit.name,
         run_id=run_id, model=evaluation.model, example=example_batch(data.examples.with_inputs(model_inputs)),
         metric=space.metric,
         value=evaluation.state["best"], mode=space.mode,
         tags={
             "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
             "data_key": data.key, "git_revision": promotion.git_revision(), "stage": unit.stage.stage,
-            "patient": unit.patient or "all", "best_epoch": evaluation.state["epoch"],
+            "patient": unit.patient or "all", "model": unit.model.name, "space": space.name,
+            "best_epoch": evaluation.state["epoch"],
             promotion.INVOCATION_TAG: f"{invocation}/{unit.key}",
             # Multi-label: the probability above which each label is predicted (chosen on validation).
             **({"thresholds": json.dumps(dict(zip(evaluation.label_names, map(float, thresholds))))} if thresholds else {}),
@@ -254,8 +302,12 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
                                        metric=space.metric),
         champion=champion,
     )
-    mlf.update_model_version(promoted.name, promoted.version, description=version_description(
-        space, unit, run_id, evaluation, facts, measure))
+    description = version_description(space, unit, run_id, evaluation, facts, measure)
+    mlf.update_model_version(promoted.name, promoted.version, description=description)
+    promotion.describe_registered_model(
+        mlf, promoted.name, tags=registered_model_tags(space, unit), version=promoted.version,
+        description=registered_model_description(space, unit, promoted, description))
+    mlf.set_tag(run_id, tracking.NOTE_TAG, selected_run_note(space, unit, outcomes, evaluation, promoted, measure))
     if weights_to:
         write_weights(weights_to, evaluation.state["model_state"], evaluation.state["model_spec"])
     return UnitSummary(
@@ -266,6 +318,33 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         run_id=run_id, registered_model=promoted.name, version=promoted.version, champion=promoted.champion,
         failed_trials=len(failed), champion_kept_because=promoted.kept_because,
     )
+
+
+def registered_model_tags(space, unit: Unit) -> dict[str, str]:
+    """What the registry's list filters on (``tags.patient = '208'``): the same on the model as on its versions."""
+    return {"task": space.task, "dataset": space.dataset, "split": space.split, "stage": unit.stage.stage,
+            "model": unit.model.name, "patient": unit.patient or "all", "space": space.name}
+
+
+def registered_model_description(space, unit: Unit, promoted, version_text: str) -> str:
+    """The registered model's description: what its versions are, and its latest version in words."""
+    who = f"{unit.stage.stage} of {unit.model.name}" + (f" for patient {unit.patient}" if unit.patient else "")
+    champion = (f"version {promoted.version} is the champion" if promoted.champion
+                else f"version {promoted.version} did not take the alias `champion`")
+    return (f"ecgtune champions: {who}, task {space.task} on {space.dataset} under split {space.split}; every "
+            f"version is compared with `@champion` on the same validation data. Latest: {champion}. "
+            f"Version {promoted.version}: {version_text}")
+
+
+def selected_run_note(space, unit: Unit, outcomes: list, evaluation, promoted, measure: str) -> str:
+    """The selected run's description (the UI's Description): why this run, and what became of it."""
+    test = evaluation.metrics.get(f"test_{measure}")
+    return (f"Selected for unit {unit.key} among {len(outcomes)} trials: best validation {space.metric} "
+            f"{float(evaluation.state['best']):.4f} (epoch {evaluation.state['epoch']})"
+            + ("" if test is None else f"; test {measure} {test:.4f}, scored once after selection")
+            + f". Registered as {promoted.name} version {promoted.version}"
+            + (" (champion)." if promoted.champion else " (the champion stayed: see the version's gate.decision).")
+            + f" Load it: mlflow.pyfunc.load_model('models:/{promoted.name}/{promoted.version}').")
 
 
 def log_training_records(mlf, run_id: str, data, patient: str | None) -> None:

@@ -24,13 +24,26 @@ INVOCATION_TAG = "ecgtune.registered_by"
 def registered_name(
     *, task: str, dataset: str, split: str, stage: str, model: str, patient: str | None = None, smoke: bool = False
 ) -> str:
-    """``ecgtune-<task>-<dataset>-<split>-<stage>-<model>[-<patient>][-smoke]``.
+    """``<stage>-<model>[-<patient>][-smoke]-<line>-<task>-<dataset>-<split>``.
 
-    The champion alias compares validation metrics, so a name must only ever hold versions whose
-    validation sets are alike: the task, the dataset and the split protocol are part of it.
+    What tells two units apart comes first, so that the registry's list (which shows about 40 characters)
+    reads at a glance: the stage, the model, the patient. The champion alias compares validation metrics,
+    so a name must only ever hold versions whose validation sets are alike: the task, the dataset and the
+    split protocol are part of it too, after ``<line>``, four hex digits of them. Tasks that differ only
+    at their ends (``ptbxl_superdiag`` and ``ptbxl_superdiag_100hz``) and splits of one task would
+    otherwise look the same in those 40 characters; the line keeps every name unique within them
+    (tests/tuning/test_promotion.py checks every shipped space), and the tags ``task``, ``dataset`` and
+    ``split`` say the same in words.
     """
-    parts = ["ecgtune", task, dataset, split, stage, model] + ([patient] if patient else []) + (["smoke"] if smoke else [])
-    return "-".join(parts)
+    unit = [stage, model] + ([patient] if patient else []) + (["smoke"] if smoke else [])
+    return "-".join([*unit, champion_line(task, dataset, split), task, dataset, split])
+
+
+def champion_line(task: str, dataset: str, split: str) -> str:
+    """Four hex digits naming (task, dataset, split): the validation data a name's versions compete on."""
+    import hashlib
+
+    return hashlib.sha256(f"{task}/{dataset}/{split}".encode()).hexdigest()[:4]
 
 
 def git_revision() -> str:
@@ -74,8 +87,9 @@ RESCORED = ("champion scored once on this search's validation set; the challenge
 
 
 def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: str, value: float, mode: str, tags: dict,
-            score_champion=None, champion: dict | None = None) -> Promotion:
-    """Log ``model`` in ``run_id``, register it as a version of ``name``, move the alias if it wins.
+            score_champion=None, champion: dict | None = None, model_name: str = "model") -> Promotion:
+    """Log ``model`` in ``run_id`` (as ``model_name``: the unit's name), register it as a version of ``name``,
+    move the alias if it wins. The run keeps its own end time and status: it ended when its trial did.
 
     ``example`` is a small batch of each input, by name, in the order the model takes them: MLflow traces
     the model with it (torch.export), so the registered model loads without ecgtune's classes and takes
@@ -93,7 +107,7 @@ def promote(mlflow_client, *, name: str, run_id: str, model, example, metric: st
     version = registered_by(mlflow_client, name, tags.get(INVOCATION_TAG))
     if version is None:
         version = _register(mlflow_client, name=name, run_id=run_id, model=model, example=example, champion=champion,
-                            tags={**{k: str(v) for k, v in tags.items()}, "metric": metric,
+                            model_name=model_name, tags={**{k: str(v) for k, v in tags.items()}, "metric": metric,
                                   "val_metric": repr(float(value)), "mode": mode})
     champion = current_champion(mlflow_client, name)
     if champion is not None and str(champion.version) == str(version.version):
@@ -138,7 +152,8 @@ def saved_with_torch() -> str:
     return f"torch=={torch.__version__.split('+')[0]}"
 
 
-def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict, champion: dict | None = None):
+def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, tags: dict, champion: dict | None = None,
+              model_name: str = "model"):
     import mlflow
     import mlflow.pytorch
 
@@ -147,6 +162,10 @@ def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, ta
 
     use_uri(mlflow_client.tracking_uri)
     arrays = tuple(example.values())
+    # MLflow's fluent log_model needs the run active, and start_run on a finished run reopens it; ending it
+    # again would stamp it with this moment (minutes after its trial ended, behind other units' trials)
+    # and FINISHED (an ASHA-stopped trial is KILLED). Its own end and status are put back below.
+    ended = mlflow_client.get_run(run_id).info
     # Naming the requirements skips MLflow's slow import-tracing inference. The network is saved as an
     # exported program (pt2): loading it needs the torch it was saved with; the raw-recording predictor runs on
     # the ecgtune code bundled with it (ecgtune is not on PyPI, so `mlflow models serve` could not build an
@@ -157,19 +176,32 @@ def _register(mlflow_client, *, name: str, run_id: str, model, example: dict, ta
                 # torch.export traces the model on the example, so every model needs one. MLflow's pyfunc
                 # serves one array only: the example of a model of several inputs is not tried as a serving
                 # input (it would fail and warn), though the model loads and runs with mlflow.pytorch.
-                model, name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
+                model, name=model_name, input_example=arrays[0] if len(arrays) == 1 else arrays,
                 validate_serving_input=len(arrays) == 1, signature=tensor_signature(model, example),
                 pip_requirements=[saved_with_torch()],
             )
         else:
             from mlflow.models import Model
 
-            info = Model.log(artifact_path=None, name="model", flavor=champion_model, network=model, example=example,
+            info = Model.log(artifact_path=None, name=model_name, flavor=champion_model, network=model, example=example,
                              champion={k: v for k, v in champion.items() if k != "weights"},
                              weights=champion["weights"], requirements=champion_requirements(champion))
+    mlflow_client.set_terminated(run_id, ended.status, end_time=ended.end_time)
     if _absent_as_none(lambda: mlflow_client.get_registered_model(name), f"the registered model {name}") is None:
         mlflow_client.create_registered_model(name, description=f"ecgtune champions for {name}")
     return mlflow_client.create_model_version(name, source=info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id)
+
+
+def describe_registered_model(mlflow_client, name: str, *, tags: dict[str, str], version: str, description: str) -> None:
+    """Tag the registered model (task, dataset, split, stage, model, patient, space) and describe it by its
+    latest version. Spaces meant to compete share a name (the same task, dataset and split): ``space``
+    lists every space that registered a version of it."""
+    current = mlflow_client.get_registered_model(name).tags
+    spaces = sorted({*filter(None, current.get("space", "").split(",")), tags["space"]})
+    for key, value in {**tags, "space": ",".join(spaces), "latest_version": str(version)}.items():
+        if current.get(key) != value:
+            mlflow_client.set_registered_model_tag(name, key, value)
+    mlflow_client.update_registered_model(name, description=description[:5000])
 
 
 def champion_requirements(champion: dict) -> list[str]:

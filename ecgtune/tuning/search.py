@@ -22,7 +22,8 @@ from ecgtune.paths import data_root
 from ecgtune.spaces import SearchSpace
 from ecgtune.tuning import promotion, tracking
 from ecgtune.tuning.coverage import skipped_units
-from ecgtune.tuning.finalize import Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary, weights_location
+from ecgtune.tuning.finalize import (SUMMARY_JSON, SUMMARY_TABLE, Finalizer, Readiness, SpaceRecord, StopOnError, UnitSummary,
+                                     model_version_uri, weights_location)
 from ecgtune.tuning.plan import Source, Unit, build_plan, external_sources
 from ecgtune.tuning.run_labels import dataset_inputs, searched_paths, split_profile
 from ecgtune.tuning.state import SearchState, resume_mismatch, splits_of, what_ran
@@ -284,7 +285,8 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
         for key, value in tracking.driver_tags().items():  # the resuming process owns it now
             mlf.set_tag(known, key, value)
         return known
-    tags = {tracking.UNIT_TAGS["space"]: space.name, tracking.SEARCH_TAG: state.name, **tracking.driver_tags()}
+    tags = {tracking.UNIT_TAGS["space"]: space.name, tracking.SEARCH_TAG: state.name, **tracking.driver_tags(),
+            tracking.NOTE_TAG: parent_note(space, state)}
     run = mlf.create_run(exp_id, run_name=f"{space.name}-{state.invocation}", tags=tags)
     params = {
         "space": space.name, "task": space.task, "dataset": space.dataset, "split": space.split,
@@ -306,6 +308,22 @@ def open_parent_run(mlf, exp_id: str, state: SearchState, space: SearchSpace, da
     mlf.log_inputs(run.info.run_id, datasets=dataset_inputs(
         dataset=space.dataset, task=space.task, data_key=data.key, source=data_source(data, data_dir), profile=profile))
     return run.info.run_id
+
+
+def experiment_note(space: SearchSpace) -> str:
+    """An experiment's description (the UI's About this experiment)."""
+    smoke = " Smoke runs (--smoke-test): they never compete with the real search's champions." if space.smoke_test else ""
+    return (f"{space.description.strip().rstrip('.')}. Search space {space.path.name}: task {space.task} on {space.dataset}, split "
+            f"{space.split}, selection on validation {space.metric} ({space.mode}). One parent run per `ecgtune "
+            f"search`, a nested run per trial.{smoke}")
+
+
+def parent_note(space: SearchSpace, state: SearchState) -> str:
+    """A parent run's description (the UI's Description): which search, and where its figures are."""
+    return (f"`ecgtune search` {state.name}, invocation {state.invocation}: {space.name} ({space.description.strip()}). "
+            f"Its trials are the nested runs below it, each tagged ecgtune.unit; the one selected per unit on "
+            f"validation {space.metric} is tagged ecgtune.selected=true and holds the test figures. Every unit's "
+            f"selection, test figures and registered version: artifacts {SUMMARY_TABLE} and {SUMMARY_JSON}.")
 
 
 def pretrained_start(mlf, space: SearchSpace, source: Source, data_key: str) -> dict:
@@ -333,7 +351,8 @@ def pretrained_start(mlf, space: SearchSpace, source: Source, data_key: str) -> 
             "leak test windows. Pre-train with the same dataset, preprocessing and split first."
         )
     state = promotion.champion_checkpoint(mlf, champion)
-    return {"model_state": state["model_state"], "model_spec": state["model_spec"]}
+    return {"model_state": state["model_state"], "model_spec": state["model_spec"],
+            "version": model_version_uri(source.name, str(champion.version))}
 
 
 def check_schedule_sources(plan: list[Unit], data: dict[str, PreparedData]) -> None:
@@ -371,14 +390,15 @@ def provide_external_weights(mlf, plan: list[Unit], data: dict[str, PreparedData
         start = pretrained_start(mlf, unit.space, source, data[unit.space.experiment_name].key)
         write_weights(location, start["model_state"], start["model_spec"])
         state.weights[name] = location
+        state.versions[name] = start["version"]
     state.save()
 
 
 def run_search(spaces: list[SearchSpace], **options) -> list[UnitSummary]:
     """Run every unit of ``spaces`` as one schedule; return the summaries of all units (plan order).
 
-    Options: suite, address, mlflow_uri, data_dir, storage_path, shared_storage, resources, resume, echo
-    (see `_run_search`). What the search changes in this process (its SIGTERM handler, environment
+    Options: suite, address, mlflow_uri, data_dir, storage_path, shared_storage, resources, resume, ui_url,
+    echo (see `_run_search`). What the search changes in this process (its SIGTERM handler, environment
     variables, MLflow's URIs, log levels) is put back when it returns or raises; Ray stays initialised,
     as after `tune.run`."""
     from ecgtune.tuning.process_state import restored_process_state
@@ -389,7 +409,7 @@ def run_search(spaces: list[SearchSpace], **options) -> list[UnitSummary]:
 
 def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=None, mlflow_uri=None, data_dir=None,
                 storage_path=None, shared_storage: bool = False, resources: dict | None = None, resume=False,
-                echo=print) -> list[UnitSummary]:
+                ui_url: str | None = None, echo=print) -> list[UnitSummary]:
     import ray
 
     from ecgtune.tuning.completion import UnitCompletion
@@ -436,7 +456,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
 
     records = {}
     for space in spaces:
-        exp_id = tracking.experiment_id(mlf, space.experiment_name)
+        exp_id = tracking.experiment_id(mlf, space.experiment_name, description=experiment_note(space))
         closed = tracking.close_orphaned_runs(mlf, exp_id)
         if closed:
             echo(f"note: closed {len(closed)} run(s) of {space.experiment_name} left RUNNING by a search process "
@@ -462,7 +482,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
         for prepared in data.values():
             if prepared.key not in refs:
                 refs[prepared.key] = ray.put((prepared.examples, prepared.split_labels))
-        readiness = Readiness(state.weights)
+        readiness = Readiness(state.weights, state.versions)
         finalizer = Finalizer(
             mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
             readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo,
@@ -510,9 +530,13 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
         for record in records.values():
             tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "FAILED")
         raise
-    for name, record in records.items():
+    for space in spaces:
+        record = records[space.experiment_name]
         mlf.set_terminated(record.parent_run_id, "FINISHED")
-        echo(f"runs of {name}: {tracking.where_to_look(mlf.tracking_uri, record.experiment_id)}")
+        searched = sorted({".".join(path) for u in plan if u.space.experiment_name == space.experiment_name
+                           for path in searched_paths(spaces_[u.key])})  # the params' names: train.lr
+        view = tracking.save_trials_view(mlf, record.experiment_id, record.parent_run_id, space.metric, space.mode, searched)
+        echo(f"runs of {space.experiment_name}: {tracking.where_to_look(mlf.tracking_uri, record.experiment_id, view, ui_url)}")
     state.status = "finished"
     state.save()
     return [UnitSummary(**state.finished[u.key]) if u.key not in skipped else UnitSummary.of_skipped(u, skipped[u.key])

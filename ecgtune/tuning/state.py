@@ -77,6 +77,9 @@ class SearchState:
     spaces: dict[str, dict]  # experiment -> what_ran(space) fields and its "parent_run_id"
     finished: dict[str, dict] = field(default_factory=dict)  # unit key -> its summary
     weights: dict[str, str] = field(default_factory=dict)  # registered name -> starting weights written
+    # registered name -> the version those weights are (models:/<name>/<version>): what a fine-tuned run
+    # records as its starting point, where its trials read a file
+    versions: dict[str, str] = field(default_factory=dict)
     status: str = "running"
 
     @classmethod

@@ -22,9 +22,19 @@ SEARCH_TAG = "ecgtune.search"  # on a parent run: the search (invocation name) i
 MODEL_TAG = "ecgtune.model"
 ERROR_TAG = "ecgtune.error"  # on a failed trial run: why it failed
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description in the MLflow UI
+BEST_EPOCH_TAG = "ecgtune.best_epoch"  # on a trial run: the epoch its best_val_* figures are of
+STOPPED_TAG = "ecgtune.stopped_by"  # on a trial run its unit's scheduler stopped early: the scheduler ("asha")
 # What the trainable reports that belongs in MLflow; Ray's own bookkeeping fields stay out.
 LOGGED_PREFIXES = ("train_", "val_")
-LOGGED_KEYS = ("lr", "best_metric", "epoch")  # epoch: how far a trial got (ASHA, early stopping), a column in the UI
+LOGGED_KEYS = ("best_metric",)  # the best-so-far validation value: each trial's own curve
+# Bookkeeping, not figures: MLflow's UI keeps metrics under "system/" out of the model charts (its System
+# metrics section). lr: the schedule's value each epoch; epoch: how far a trial got (ASHA, early stopping),
+# a column in the runs table.
+SYSTEM_KEYS = {"lr": "system/lr", "epoch": "system/epoch"}
+# The trainable reports the validation figures of the trial's best epoch so far as best_val_*: written once,
+# when the trial ends, beside the per-epoch series (whose last value is the last epoch's, not the best).
+BEST_PREFIX = "best_val_"
 # Where a trial ran: Tune adds the node's IP and host name to every result, the trainable its node id and
 # the GPU ids Ray assigned it ("" on the CPU). On a cluster, which node and which GPU trained it.
 LOCATION_TAGS = {"node_ip": "ray.node_ip", "hostname": "ray.hostname", "node_id": "ray.node_id", "gpu_ids": "ray.gpu_ids"}
@@ -63,7 +73,7 @@ def artifact_location(uri: str, name: str) -> str | None:
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def experiment_id(mlflow_client, name: str) -> str:
+def experiment_id(mlflow_client, name: str, description: str | None = None) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         exp_id = found.experiment_id
@@ -76,39 +86,100 @@ def experiment_id(mlflow_client, name: str) -> str:
     # Set on older experiments too.
     if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         mlflow_client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if description and (found is None or found.tags.get(NOTE_TAG) != description):
+        mlflow_client.set_experiment_tag(exp_id, NOTE_TAG, description)
     return exp_id
 
 
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default (its --port 5000)
+# MLflow's UI opens an experiment in a view saved as an experiment tag when the URL names its key
+# (`viewStateShareKey`, the UI's own Share button): the search filter, the order and the table's columns,
+# which its plain URL parameters cannot set (searchFilter, orderByKey and orderByAsc only; the columns live
+# in the browser's storage). Read from MLflow 3.17's UI bundle (mlflow/server/js).
+SHARED_VIEW_TAG, SHARED_VIEW_PARAM = "mlflow.sharedViewState.", "viewStateShareKey"
 
 
-def runs_page(ui_url: str, experiment_id: str) -> str:
-    """The experiment's table of training runs in the MLflow UI. MLflow 3.17's UI picks its GenAI or model
-    training view from a switch the browser remembers (GenAI at first), not from the experiment's kind
-    tag: the URL names the view."""
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def runs_page(ui_url: str, experiment_id: str, view: str | None = None) -> str:
+    """The experiment's table of training runs in the MLflow UI, in the saved ``view`` if given. MLflow
+    3.17's UI picks its GenAI or model training view from a switch the browser remembers (GenAI at first),
+    not from the experiment's kind tag: the URL names the view."""
+    query = "workflowType=machine_learning" + (f"&{SHARED_VIEW_PARAM}={view}" if view else "")
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def where_to_look(uri: str, experiment_id: str) -> str:
-    """How a user opens a search's runs: the server's page, or the command that serves a local store."""
+def trials_view(parent_run_id: str, metric: str, mode: str, params: list[str]) -> dict:
+    """The runs table a search's link opens: its trial runs (flat, not folded under the parent), best
+    first by their best validation figure, with the columns that say which won and why (``params``: the
+    searched parameters' names, ``train.lr``)."""
+    from ecgtune.spaces import measure_of
+
+    best = f"metrics.`best_{metric}`"
+    # The run name already says the unit (stage, patient, model) and the values chosen, readably.
+    columns = [f"tags.`{SELECTED_TAG}`", best, f"metrics.`test_{measure_of(metric)}`",
+               *(f"params.`{p}`" for p in params), "metrics.`system/epoch`", f"tags.`{STOPPED_TAG}`",
+               "attributes.`Duration`", "attributes.`Models`"]
+    return {"searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'", "orderByKey": best,
+            "orderByAsc": mode == "min", "selectedColumns": columns,
+            "runsHiddenMode": "SHOW_ALL"}  # the charts show every trial, not the UI's first ten
+
+
+def save_trials_view(mlflow_client, exp_id: str, parent_run_id: str, metric: str, mode: str, params: list[str]) -> str:
+    """Save a search's view of its trials on its experiment; returns the key its URL names."""
+    import json
+
+    key = f"ecgtune-{parent_run_id}"
+    view = trials_view(parent_run_id, metric, mode, params)
+    mlflow_client.set_experiment_tag(exp_id, SHARED_VIEW_TAG + key, json.dumps(view))
+    return key
+
+
+def where_to_look(uri: str, experiment_id: str, view: str | None = None, ui_url: str | None = None) -> str:
+    """How a user opens a search's runs: the server's page, or the command that serves a local store and
+    the page at the address that command serves (``ui_url``: another address, --mlflow-ui-url)."""
+    if ui_url:
+        return runs_page(ui_url, experiment_id, view)
     if uri.startswith(("http://", "https://")):
-        return runs_page(uri, experiment_id)
-    return f"mlflow ui --backend-store-uri {uri}, then {runs_page(LOCAL_UI, experiment_id)}"
+        return runs_page(uri, experiment_id, view)
+    return (f"mlflow ui --backend-store-uri {uri} --port 5000, then {runs_page(LOCAL_UI, experiment_id, view)} "
+            "(the UI elsewhere: --mlflow-ui-url)")
 
 
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The trainable's metrics in a Tune result (finite numbers only: MLflow refuses NaN in some stores)."""
     out = {}
     for key, value in result.items():
-        if (key.startswith(LOGGED_PREFIXES) or key in LOGGED_KEYS) and isinstance(value, (int, float)):
-            if not isinstance(value, bool) and math.isfinite(value):
-                out[key] = float(value)
+        if (key.startswith(LOGGED_PREFIXES) or key in LOGGED_KEYS or key in SYSTEM_KEYS) and _finite(value):
+            out[SYSTEM_KEYS.get(key, key)] = float(value)
     return out
+
+
+def best_metrics(result: dict) -> dict[str, float]:
+    """The best epoch's validation figures in a trial's last result (``best_val_*``)."""
+    return {key: float(value) for key, value in result.items() if key.startswith(BEST_PREFIX) and _finite(value)}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def stopped_early(result: dict, config: dict) -> bool:
+    """Whether Tune's scheduler stopped the trial with this result: it marks the result done (the trainable's
+    own end, early stopping included, comes as a result of its own that no callback sees) before the
+    trial's last epoch."""
+    epochs = config.get("train", {}).get("epochs")
+    return bool(result.get("done")) and isinstance(epochs, int) and int(result.get("epoch", epochs)) < epochs
+
+
+# Where a fine-tuning trial read its starting weights on this cluster's storage: a path that means nothing
+# later; its run records the registered versions instead (``starts_from.<branch>``: models:/<name>/<version>).
+UNLOGGED_CONFIG = ("init_weights",)
 
 
 def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
     out = {}
     for key, value in config.items():
+        if not prefix and key in UNLOGGED_CONFIG:
+            continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flat_params(value, f"{name}."))
@@ -237,12 +308,13 @@ class MLflowTrialRuns(Callback):
         self._params_due: set[str] = set()  # trial ids whose new run has no params yet
         self._pending: dict[str, tuple] = {}  # Tune's thread: per trial id, (trial, metrics, tags) not sent yet
         self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
+        self._stopped: dict[str, str] = {}  # Tune's thread: per trial id its scheduler stopped early, the scheduler
         self._artifact_uris: dict[str, str] = {}  # per trial id, its run's artifact location
         self._queue, self._thread, self._error, self._raised = None, None, None, False
 
     def __getstate__(self):
         return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _artifact_uris={}, _queue=None,
-                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={})
+                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={}, _stopped={})
 
     @property
     def mlflow(self):
@@ -352,9 +424,10 @@ class MLflowTrialRuns(Callback):
             for start in range(first, len(metrics), MAX_ENTITIES):
                 self.mlflow.log_batch(run_id, metrics=metrics[start:start + MAX_ENTITIES])
 
-    def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags) -> None:
+    def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags, stopped_by: str | None = None) -> None:
         self._log_result(trial, metrics, tags)
         run_id = self.run_id(trial)
+        self._log_best(run_id, last_result)
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
             with checkpoint.as_directory() as d:
@@ -362,11 +435,33 @@ class MLflowTrialRuns(Callback):
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
         # above, and behind other trials' events): the UI's duration is the trial's own.
         end = result_end_ms(last_result, self._started.pop(trial.trial_id, None))
-        self.mlflow.set_terminated(run_id, "FINISHED", end_time=end)
+        status = "FINISHED"
+        if stopped_by:
+            # KILLED is the one status MLflow has for a run ended from outside; the tag says who ended it.
+            status = "KILLED"
+            epochs = trial.config.get("train", {}).get("epochs")
+            self.mlflow.set_tag(run_id, STOPPED_TAG, stopped_by)
+            self.mlflow.set_tag(run_id, NOTE_TAG, f"Stopped by the {stopped_by.upper()} scheduler after epoch "
+                                                  f"{last_result.get('epoch')} of {epochs}: its validation "
+                                                  "figure at that point was below its rung's cut.")
+        self.mlflow.set_terminated(run_id, status, end_time=end)
         self._forget(trial.trial_id)  # the driver keeps nothing per finished trial
 
-    def _failed_run(self, trial, error: str, metrics: list, tags) -> None:
+    def _log_best(self, run_id: str, last_result: dict) -> None:
+        """``best_val_*`` once, at the best epoch's step, and that epoch as a tag."""
+        from mlflow.entities import Metric, RunTag
+
+        best = best_metrics(last_result)
+        if not best:
+            return
+        step = int(last_result.get("best_epoch") or last_result.get("epoch") or 0)
+        stamp = int(time.time() * 1000)
+        self.mlflow.log_batch(run_id, metrics=[Metric(k, v, stamp, step) for k, v in best.items()],
+                              tags=[RunTag(BEST_EPOCH_TAG, str(step))])
+
+    def _failed_run(self, trial, error: str, metrics: list, tags, last_result: dict | None = None) -> None:
         self._log_result(trial, metrics, tags)
+        self._log_best(self.run_id(trial), last_result or {})
         # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
         self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error)
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
@@ -413,6 +508,8 @@ class MLflowTrialRuns(Callback):
         tags = [RunTag(tag, str(result[key]) or "none") for key, tag in LOCATION_TAGS.items() if key in result]
         _, held, _ = self._pending.get(trial.trial_id, (None, [], None))
         self._pending[trial.trial_id] = (trial, held + metrics, tags)
+        if stopped_early(result, trial.config):
+            self._stopped[trial.trial_id] = trial.config.get("scheduler") or "asha"
         if (time.monotonic() - self._sent_at.get(trial.trial_id, 0.0) >= WRITE_EVERY_S
                 or len(held) + len(metrics) >= HOLD_AT_MOST):
             self._send(trial.trial_id)
@@ -426,15 +523,18 @@ class MLflowTrialRuns(Callback):
         checkpoint, last_result = trial.checkpoint, dict(getattr(trial, "last_result", None) or {})
         metrics, tags = self._take(trial.trial_id)
         self._sent_at.pop(trial.trial_id, None)
-        self._submit(lambda: self._complete(trial, checkpoint, last_result, metrics, tags))
+        stopped_by = self._stopped.pop(trial.trial_id, None)
+        self._submit(lambda: self._complete(trial, checkpoint, last_result, metrics, tags, stopped_by))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from ecgtune.tuning.completion import error_text
 
         error = error_text(trial)
+        last_result = dict(getattr(trial, "last_result", None) or {})
         metrics, tags = self._take(trial.trial_id)
         self._sent_at.pop(trial.trial_id, None)
-        self._submit(lambda: self._failed_run(trial, error, metrics, tags))
+        self._stopped.pop(trial.trial_id, None)
+        self._submit(lambda: self._failed_run(trial, error, metrics, tags, last_result))
 
     def on_experiment_end(self, trials, **info):
         self.flush()

@@ -33,6 +33,7 @@ def param_space(unit: Unit, data_key: str, resources: dict) -> dict:
         "patient": unit.patient,
         "metric": space.metric,
         "mode": space.mode,
+        "scheduler": stage.search.scheduler,  # what may stop its trials early (ecgtune.stopped_by)
         "replace_head": replace_head,
         "data": data_key,
         "resources": dict(resources),

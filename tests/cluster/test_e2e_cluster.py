@@ -91,7 +91,7 @@ def check_runs_arrived_through_server(server: lc.MlflowServer) -> list:
     assert len(selected) == 1 and "test_balanced_accuracy" in selected[0].data.metrics
     assert [a.path for a in client.list_artifacts(selected[0].info.run_id, "checkpoint")], "no checkpoint uploaded"
 
-    name = "ecgtune-abnormal_windows-mitdb-per_patient-pretrain-cnn1d_residual-smoke"
+    name = "pretrain-cnn1d_residual-smoke-373e-abnormal_windows_quickstart-mitdb-per_patient"
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.run_id == selected[0].info.run_id
     # The artifacts went through the server into its own artifact store, not into a client-side folder.

@@ -66,7 +66,7 @@ def kill_a_busy_worker(cluster: FakeCluster, uri: str, timeout: float = 300) -> 
         except Exception:  # the store is being created
             runs = []
         for run in runs:
-            if run.info.status == "RUNNING" and 2 <= run.data.metrics.get("epoch", 0) <= EPOCHS - 2:
+            if run.info.status == "RUNNING" and 2 <= run.data.metrics.get("system/epoch", 0) <= EPOCHS - 2:
                 node = run.data.tags.get("ray.node_id", "")
                 raylet = cluster.raylet_of(node)
                 if raylet is not None:
@@ -129,13 +129,13 @@ def run_study_on_a_fake_cluster(root: Path, real_data_dir: Path) -> None:
         assert witness in retried, f"{witness} was on the killed node but not retried: {sorted(retried)}"
         for run in retried.values():
             assert run.data.tags["ray.node_id"] != killed
-            assert run.data.metrics["epoch"] == EPOCHS
-        history = sorted(client.get_metric_history(retried[witness].info.run_id, "epoch"), key=lambda m: m.timestamp)
+            assert run.data.metrics["system/epoch"] == EPOCHS
+        history = sorted(client.get_metric_history(retried[witness].info.run_id, "system/epoch"), key=lambda m: m.timestamp)
         epochs = [m.value for m in history]
         restart = next(i for i in range(1, len(epochs)) if epochs[i] <= epochs[i - 1])
         assert epochs[restart] > 1, f"{witness} started over after its node died: epochs {epochs}"
         # Every unit was selected and promoted.
         for patient in PATIENTS:
-            name = f"ecgtune-multinode_test-mitdb-per_patient-scratch-cnn1d_residual-{patient}"
+            name = f"scratch-cnn1d_residual-{patient}-4437-multinode_test-mitdb-per_patient"
             assert client.get_model_version_by_alias(name, "champion") is not None
     assert cluster.processes() == [], "processes of the fake cluster outlived it"

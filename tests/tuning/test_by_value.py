@@ -7,10 +7,16 @@ from ecgtune.reporting.summary_tables import format_by_value
 from ecgtune.tuning.by_value import best_run_per_value, ValueRow
 
 
-def run(run_id, k, best, status="FINISHED"):
+def run(run_id, k, best, status="FINISHED", tags=None):
     return SimpleNamespace(info=SimpleNamespace(run_id=run_id, status=status),
-                           data=SimpleNamespace(params={"train.freeze_blocks": k},
+                           data=SimpleNamespace(params={"train.freeze_blocks": k}, tags=tags or {},
                                                 metrics={"best_metric": best, "test_auroc": 1 - best}))
+
+
+def test_a_trial_asha_stopped_counts_as_selection_counted_it_an_interrupted_one_does_not():
+    runs = [run("s", "2", 0.70, status="KILLED", tags={"ecgtune.stopped_by": "asha"}),
+            run("i", "3", 0.95, status="KILLED")]  # Ctrl-C: it never finished
+    assert [(k, r.info.run_id) for k, (r, _) in best_run_per_value(runs, "train.freeze_blocks", "max").items()] == [("2", "s")]
 
 
 def test_the_best_finished_trial_on_validation_per_value():

@@ -23,7 +23,7 @@ def _search(space, mlflow_uri, data_dir, *extra):
 def test_mi_transfer_without_aami_champions_is_refused_before_anything_runs(real_data_dir, mlflow_uri, capsys):
     assert _search("mi_transfer", mlflow_uri, real_data_dir) == 2
     err = capsys.readouterr().err
-    assert "ecgtune-aami_beats-mitdb-random_beats-scratch-cnet-smoke" in err and "--smoke-test" in err
+    assert "scratch-cnet-smoke-5619-aami_beats-mitdb-random_beats" in err and "--smoke-test" in err
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(mlflow_uri).get_experiment_by_name("mi_transfer-smoke") is None  # nothing half-made
@@ -55,7 +55,7 @@ def test_heartbeat_aami_then_mi_transfer_run_every_model(real_data_dir, ray_loca
         assert "test_predictions/test.npz" in {a.path for a in client.list_artifacts(c.info.run_id, "test_predictions")}
         assert {a.path for a in client.list_artifacts(c.info.run_id, "confusion_matrix")} == {
             "confusion_matrix/test.png", "confusion_matrix/test.json"}
-    aami = {m: client.get_model_version_by_alias(f"ecgtune-aami_beats-mitdb-random_beats-scratch-{m}-smoke", "champion")
+    aami = {m: client.get_model_version_by_alias(f"scratch-{m}-smoke-5619-aami_beats-mitdb-random_beats", "champion")
             for m in MODELS}
 
     assert _search("mi_transfer", mlflow_uri, real_data_dir) == 0
@@ -69,7 +69,7 @@ def test_heartbeat_aami_then_mi_transfer_run_every_model(real_data_dir, ray_loca
     test = beats.subset(assign_split("folds", beats) == "test")
     mlflow.set_tracking_uri(mlflow_uri)
     for m in MODELS:
-        version = client.get_model_version_by_alias(f"ecgtune-mi_beats-ptbxl-folds-finetune-{m}-smoke", "champion")
+        version = client.get_model_version_by_alias(f"finetune-{m}-smoke-fce8-mi_beats-ptbxl-folds", "champion")
         assert version.tags["dataset"] == "ptbxl" and version.tags["task"] == "mi_beats"
         # The MI model classifies two classes with one logit: its head was replaced.
         model = mlflow.pytorch.load_model(f"models:/{version.name}@champion")

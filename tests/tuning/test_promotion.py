@@ -27,6 +27,32 @@ def _promote(client, exp, value, mode="max"):
     return result
 
 
+def test_logging_the_model_leaves_the_runs_end_and_status_as_they_were(registry):
+    """The selected run ended when its trial did; registering its model minutes later must not move its end
+    (the UI's Duration) nor its status (an ASHA-stopped trial stays KILLED)."""
+    client, exp = registry
+    run = client.create_run(exp, start_time=1_000_000)
+    client.set_terminated(run.info.run_id, "KILLED", end_time=1_060_000)
+    model = create_model("cnn1d_residual", inputs={"signal": (1, 128)}, num_outputs=1).eval()
+    promoted = promotion.promote(client, name="ended-model", run_id=run.info.run_id, model=model,
+                                 example={"signal": torch.zeros(2, 1, 128).numpy()}, metric="val_balanced_accuracy",
+                                 value=0.8, mode="max", tags={"split": "per_patient"}, model_name="scratch-cnn1d_residual-100")
+    after = client.get_run(run.info.run_id).info
+    assert (after.status, after.end_time) == ("KILLED", 1_060_000)
+    version = client.get_model_version("ended-model", promoted.version)
+    logged = client.get_logged_model(version.model_id or version.source[len("models:/"):])
+    assert logged.name == "scratch-cnn1d_residual-100"  # named for its unit, not "model"
+    promotion.describe_registered_model(client, "ended-model", version=promoted.version, description="what it is",
+                                        tags={"task": "t", "dataset": "mitdb", "split": "per_patient", "stage": "scratch",
+                                              "model": "cnn1d_residual", "patient": "100", "space": "b"})
+    promotion.describe_registered_model(client, "ended-model", version=promoted.version, description="what it is now",
+                                        tags={"task": "t", "dataset": "mitdb", "split": "per_patient", "stage": "scratch",
+                                              "model": "cnn1d_residual", "patient": "100", "space": "a"})
+    registered = client.get_registered_model("ended-model")
+    assert registered.description == "what it is now" and registered.tags["patient"] == "100"
+    assert registered.tags["space"] == "a,b"  # every space that registered a version of it
+
+
 def test_champion_moves_only_when_beaten(registry):
     client, exp = registry
     first = _promote(client, exp, 0.80)
@@ -71,10 +97,51 @@ def test_registered_names_are_per_task_dataset_split_stage_model_patient():
     assert promotion.registered_name(
         task="abnormal_windows", dataset="mitdb", split="per_patient", stage="finetune", model="cnn1d_residual",
         patient="100",
-    ) == "ecgtune-abnormal_windows-mitdb-per_patient-finetune-cnn1d_residual-100"
+    ) == "finetune-cnn1d_residual-100-ad9a-abnormal_windows-mitdb-per_patient"
     assert promotion.registered_name(
         task="aami_beats", dataset="mitdb", split="inter_patient", stage="scratch", model="cnet", smoke=True
-    ) == "ecgtune-aami_beats-mitdb-inter_patient-scratch-cnet-smoke"
+    ) == "scratch-cnet-smoke-fe87-aami_beats-mitdb-inter_patient"
+
+
+def _every_shipped_unit(smoke: bool):
+    """(space, unit) of every shipped space's plan, per-patient stages over all 29 study patients."""
+    from ecgtune.spaces import load_space, spaces_dir
+    from ecgtune.tuning.plan import units_of
+
+    study = ("100 101 103 105 106 108 109 111 112 113 114 115 116 117 118 119 121 122 123 124 200 201 202 203 "
+             "205 207 208 209 210").split()
+    for path in sorted(spaces_dir().glob("*.yaml")):
+        try:
+            space = load_space(path.stem)
+        except Exception:  # a suite: its spaces are listed on their own
+            continue
+        if any(stage.per_patient for stage in space.stages):
+            space = space.with_patients(study)
+        for unit in units_of(space):
+            yield space, unit
+
+
+def test_registered_names_are_unique_within_their_first_40_characters():
+    """The registry's list shows about 40 characters of a name: over every shipped space's plan (29 patients
+    for the per-patient studies), smoke runs and real ones, two names of different champion lines never
+    look alike there, and the stage, model and patient come first."""
+    names = {}
+    for smoke in (False, True):
+        for space, unit in _every_shipped_unit(smoke):
+            name = promotion.registered_name(task=space.task, dataset=space.dataset, split=space.split,
+                                             stage=unit.stage.stage, model=unit.model.name, patient=unit.patient,
+                                             smoke=smoke)
+            names[name] = space.name
+            unit_part = "-".join([unit.stage.stage, unit.model.name] + ([unit.patient] if unit.patient else []))
+            assert name.startswith(unit_part)
+    assert len(names) > 150  # every study patient, every model of every space
+    by_prefix = {}
+    for name in names:
+        by_prefix.setdefault(name[:40], []).append(name)
+    assert {prefix: group for prefix, group in by_prefix.items() if len(group) > 1} == {}
+    # Spaces that are meant to compete share a line; quickstart (8 records) does not share pre-training's (29).
+    quickstart = [n for n, s in names.items() if s == "quickstart"]
+    assert quickstart and not any(names[n] == "pretrain_mitdb" for n in quickstart)
 
 
 def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(registry, tmp_path):
@@ -89,7 +156,7 @@ def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(regis
     space = load_space("mi_transfer")
     (source,) = sources_of(space, "cnet")
     name = source.name
-    assert (name, source.dataset, source.branch) == ("ecgtune-aami_beats-mitdb-random_beats-scratch-cnet", "mitdb", None)
+    assert (name, source.dataset, source.branch) == ("scratch-cnet-5619-aami_beats-mitdb-random_beats", "mitdb", None)
     model = create_model("cnet", inputs={"signal": (1, 187)}, num_outputs=5).eval()
     run = client.create_run(exp)
     (tmp_path / "ckpt").mkdir()
@@ -193,3 +260,19 @@ def test_the_alias_stays_where_the_champion_cannot_be_scored_fairly(registry):
     # Without a scorer another preparation is never compared on its own figures.
     unscored, tags = _promote_data(client, exp, 0.99, "c")
     assert not unscored.champion and "prepared differently (data_key 'a')" in tags["gate.decision"]
+
+
+def test_the_names_the_readme_and_docs_give_are_names_ecgtune_registers():
+    """Every registered model name written in README.md, docs/ and the search spaces' comments carries the
+    champion line of its own task, dataset and split (a hand-written name would not be found)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    texts = [root / "README.md", root / "docs" / "results.md", root / "docs" / "screenshots.sh"]
+    pattern = re.compile(r"\b(?:pretrain|scratch|finetune)-[A-Za-z0-9_{}-]+?-([0-9a-f]{4})-([a-z0-9_]+)-([a-z0-9_]+)-([a-z_]+)\b")
+    found = [m for path in texts for m in pattern.finditer(path.read_text())]
+    assert len(found) >= 5
+    for m in found:
+        line, task, dataset, split = m.groups()
+        assert promotion.champion_line(task, dataset, split) == line, m.group(0)

@@ -17,7 +17,7 @@ from tests.tuning.conftest import runs_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SUPERDIAG = "ecgtune-ptbxl_superdiag_100hz-ptbxl-folds-pretrain-ribeiro_resnet-smoke"
+SUPERDIAG = "pretrain-ribeiro_resnet-smoke-ba16-ptbxl_superdiag_100hz-ptbxl-folds"
 BINARY = "ecgtune-ptbxl_normal_abnormal_100hz-ptbxl-folds-{stage}-ribeiro_resnet-smoke"
 LABELS = ("NORM", "MI", "STTC", "CD", "HYP")
 

@@ -58,18 +58,20 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
 
     # Each MI transfer unit started from the heartbeat_aami model this same search registered, after it was.
     for model in MODELS:
-        source = f"ecgtune-aami_beats-mitdb-random_beats-scratch-{model}-smoke"
+        source = f"scratch-{model}-smoke-5619-aami_beats-mitdb-random_beats"
         versions = client.search_model_versions(f"name='{source}'")
         assert len(versions) == 1
         runs = [r for r in trials["mi_transfer-smoke"] if r.data.tags["ecgtune.model"] == model]
-        assert all(r.data.params["init_weights.model"].endswith(f"starting_weights/{source}.pt") for r in runs)
+        # Its runs record the registered version they started from, not where the trial read it.
+        assert all(r.data.params["starts_from.model"] == f"models:/{source}/{versions[0].version}" for r in runs)
+        assert not any(k.startswith("init_weights") for r in runs for k in r.data.params)
         assert all(r.info.start_time >= versions[0].creation_timestamp for r in runs)
     # Fine-tuning per patient started from this search's pre-training.
     pretrain = client.search_model_versions(
-        "name='ecgtune-abnormal_windows-mitdb-per_patient-pretrain-cnn1d_residual-smoke'")[0]
+        "name='pretrain-cnn1d_residual-smoke-ad9a-abnormal_windows-mitdb-per_patient'")[0]
     finetune = [r for r in trials["finetune_patients-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
     assert len(finetune) == 36 and all(r.info.start_time >= pretrain.creation_timestamp for r in finetune)
-    assert len({r.data.params["init_weights.model"] for r in finetune}) == 1
+    assert {r.data.params["starts_from.model"] for r in finetune} == {f"models:/{pretrain.name}/{pretrain.version}"}
     # Every trial run says which node trained it and that it had no GPU (this machine has none).
     every = [r for runs in trials.values() for r in runs]
     assert all(r.data.tags.get("ray.node_id") and r.data.tags.get("ray.gpu_ids") == "none" for r in every)
@@ -81,18 +83,18 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     # Ribeiro's ResNet: multi-label pre-training on 4,096 samples of 400 Hz, then normal vs abnormal from it.
     superdiag = trials["ribeiro_ptbxl_superdiagnostic-smoke"]
     assert all("val_auroc_macro" in r.data.metrics and "val_threshold_NORM" in r.data.metrics for r in superdiag)
-    source = client.search_model_versions("name='ecgtune-ptbxl_superdiag-ptbxl-folds-pretrain-ribeiro_resnet-smoke'")[0]
+    source = client.search_model_versions("name='pretrain-ribeiro_resnet-smoke-8d24-ptbxl_superdiag-ptbxl-folds'")[0]
     transferred = [r for r in trials["ribeiro_ptbxl_binary-smoke"] if r.data.tags["ecgtune.stage"] == "finetune"]
     assert len(transferred) == 12 and all(r.info.start_time >= source.creation_timestamp for r in transferred)
     # Seed 000: each fusion model started from both branch champions this search registered, after both were.
-    branches = {b: client.search_model_versions(f"name='ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-{m}-smoke'")
+    branches = {b: client.search_model_versions(f"name='scratch-{m}-smoke-4c94-ptbxl_superdiag4-ptbxl-folds'")
                 for b, m in (("signal", "gru1d"), ("image", "alexnet2d"))}
     assert all(len(v) == 1 for v in branches.values())
     fusion = trials["fusion_ptbxl-smoke"]
     assert {r.data.tags["ecgtune.model"] for r in fusion} == {"fusion_early", "fusion_late", "fusion_joint"}
     for r in fusion:
         for branch, (version,) in branches.items():
-            assert r.data.params[f"init_weights.{branch}"].endswith(f"starting_weights/{version.name}.pt")
+            assert r.data.params[f"starts_from.{branch}"] == f"models:/{version.name}/{version.version}"
             assert r.info.start_time >= version.creation_timestamp
     # The inter-patient beats carry their R-R features and neighbours; each model reads the inputs it takes.
     rhythm = [r for r in trials["heartbeat_interpatient-smoke"] if r.data.tags.get("ecgtune.selected") == "true"]

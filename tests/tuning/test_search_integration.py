@@ -20,20 +20,25 @@ from tests.tuning.conftest import runs_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-def _name(stage: str, patient: str | None = None, split: str = "per_patient") -> str:
-    patient_part = f"-{patient}" if patient else ""
-    return f"ecgtune-abnormal_windows-mitdb-{split}-{stage}-cnn1d_residual{patient_part}-smoke"
+def _name(stage: str, patient: str | None = None, split: str = "per_patient", task: str = "abnormal_windows") -> str:
+    from ecgtune.tuning.promotion import registered_name
+
+    return registered_name(task=task, dataset="mitdb", split=split, stage=stage, model="cnn1d_residual",
+                           patient=patient, smoke=True)
+
+
+QUICKSTART = _name("pretrain", task="abnormal_windows_quickstart")  # its own line: 8 records, not pretraining's 29
 
 
 SPACES = {  # space -> (extra CLI args, expected trials, expected registered models)
-    "quickstart": ([], 2, [_name("pretrain")]),
+    "quickstart": ([], 2, [QUICKSTART]),
     "pretrain_mitdb": ([], 1, [_name("pretrain")]),
     "individuals_patients": (["--patients", "100,208"], 36, [_name("scratch", p) for p in ("100", "208")]),
     "heartbeat_seed": (
-        ["--models", "cnet"], 1, ["ecgtune-aami_beats-mitdb-random_beats-scratch-cnet-smoke"],
+        ["--models", "cnet"], 1, ["scratch-cnet-smoke-5619-aami_beats-mitdb-random_beats"],
     ),
     "dualnet_xs": (  # augmented training batches of 30 s recordings
-        [], 2, [f"ecgtune-af_rhythm_30s-cinc2017-stratified_records-scratch-{m}-smoke" for m in ("dualnet", "dualnet_pp")],
+        [], 2, [f"scratch-{m}-smoke-306a-af_rhythm_30s-cinc2017-stratified_records" for m in ("dualnet", "dualnet_pp")],
     ),
 }  # finetune_patients, heartbeat_aami, mi_scratch and mi_transfer run together in test_all_pairs_*
 
@@ -71,9 +76,27 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
         assert paths == {"confusion_matrix/test.png", "confusion_matrix/test.json"}
     assert not any("test_balanced_accuracy" in c.data.metrics for c in children if c not in selected)
 
+    # Issue 26: true end times, best-epoch figures, descriptions, the parent's summary as one artifact.
+    metric = parents[0].data.params["metric"]
+    for c in selected:
+        last = max(m.timestamp for m in client.get_metric_history(c.info.run_id, metric))
+        assert abs(c.info.end_time - last) <= 5000, (c.info.end_time, last)  # not re-ended at registration
+        assert c.data.tags["mlflow.note.content"].startswith("Selected for unit")
+    assert all(f"best_{metric}" in c.data.metrics and "system/epoch" in c.data.metrics for c in children)
+    assert not any("/" in k for k in parents[0].data.metrics)  # no metric per unit on the parent
+    summary = client.download_artifacts(parents[0].info.run_id, "summary")
+    table = (Path(summary) / "units.md").read_text()
+    assert all(name in table for name in models) and metric in table
+    assert "mlflow.note.content" in parents[0].data.tags and "mlflow.note.content" in experiment_tags(client, space)
+    assert "viewStateShareKey=ecgtune-" in out and "--port 5000" in out
+
     for name in models:
         version = client.get_model_version_by_alias(name, "champion")
         assert {"space_file", "split", "git_revision", "data_key", "test_balanced_accuracy"} <= set(version.tags)
+        assert version.tags["space"] == space and version.run_id in version.description
+        registered = client.get_registered_model(name)
+        assert {"task", "dataset", "split", "stage", "model", "patient", "space"} <= set(registered.tags)
+        assert version.run_id in registered.description
         # The registered version is the logged model of its selected run (the run's Models column); the
         # SQL registry keeps the link as the version's source, models:/<logged model id>.
         assert version.source.startswith("models:/m-")
@@ -97,6 +120,10 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
         assert "train" in {t.value for i in inputs for t in i.tags}
 
 
+def experiment_tags(client, space: str) -> dict:
+    return client.get_experiment_by_name(f"{space}-smoke").tags
+
+
 def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ray_local, mlflow_uri):
     import mlflow
     import mlflow.pytorch
@@ -106,7 +133,7 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
     assert main(["search", "--space", "quickstart", "--smoke-test", "--mlflow-uri", mlflow_uri,
                  "--data-dir", str(real_data_dir)]) == 0
     mlflow.set_tracking_uri(mlflow_uri)
-    model = mlflow.pytorch.load_model(f"models:/{_name('pretrain')}@champion")
+    model = mlflow.pytorch.load_model(f"models:/{QUICKSTART}@champion")
     examples = get_dataset("mitdb", root=real_data_dir).prepare(
         mode="windows", labels="binary", records=["100", "208"])
     test = examples.subset(assign_split("per_patient", examples) == "test")
@@ -118,7 +145,7 @@ def test_quickstart_champion_loads_and_classifies_real_windows(real_data_dir, ra
 
     # What serving it needs is the torch it was saved with and the packages its bundled code imports, and
     # nothing that is not on PyPI.
-    uri = f"models:/{_name('pretrain')}@champion"
+    uri = f"models:/{QUICKSTART}@champion"
     requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "ecgtune" not in requirements
     # `mlflow models serve` of the champion answers a raw recording with what its pyfunc computes.
@@ -234,7 +261,7 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     assert len({c.data.tags["ecgtune.trial_id"] for c in children_after}) == 54  # one run per trial
     finished_before = {t for t, s in before.items() if s == "FINISHED"}
     rerun = [c for c in children_after if c.data.tags["ecgtune.trial_id"] in finished_before
-             and len(client.get_metric_history(c.info.run_id, "epoch")) > 1]
+             and len(client.get_metric_history(c.info.run_id, "system/epoch")) > 1]
     assert not rerun  # a trial that had finished was not trained again
     for patient in ("100", "208", "119"):
         versions = client.search_model_versions(f"name='{_name('scratch', patient)}'")
@@ -259,7 +286,7 @@ def test_the_dualnet_seeds_protocol_selects_and_reports_on_validation_with_no_te
     assert not any(k.startswith("test_") for k in selected.data.metrics)
     assert selected.data.tags["ecgtune.test"].startswith("none") and "val_accuracy" in selected.data.metrics
     assert selected.data.params["train.optimizer"] == "radam" and selected.data.params["train.lr_scheduler"] == "step"
-    version = client.get_model_version_by_alias("ecgtune-af_rhythm-cinc2017-random_records-scratch-dualnet-smoke",
+    version = client.get_model_version_by_alias("scratch-dualnet-smoke-c741-af_rhythm-cinc2017-random_records",
                                                 "champion")
     assert version.tags["split"] == "random_records"
 
@@ -277,25 +304,3 @@ def test_a_unit_that_cannot_be_selected_fairly_is_skipped_and_shown(real_data_di
     _, parents, children = runs_of(mlflow_uri, "individuals_patients-smoke")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and children == []
     assert parents[0].data.tags["scratch-cnn1d_residual-102/skipped"].startswith(reason)
-
-
-def test_the_quickstart_champion_is_not_compared_with_pretraining_on_its_own_figures(real_data_dir, ray_local,
-                                                                                         mlflow_uri, capsys):
-    """Issue 10's case: `quickstart` (8 records) and `pretrain_mitdb` (29) register the same name. The second
-    search's gate does not compare the two validation figures of different examples: the quickstart champion
-    may have trained on pre-training's validation windows (same records, windows split per record), so it
-    cannot be scored on them, and the alias stays, saying why on the new version and in the unit's line."""
-    import mlflow
-
-    common = ["--smoke-test", "--mlflow-uri", mlflow_uri, "--data-dir", str(real_data_dir)]
-    assert main(["search", "--space", "quickstart", *common]) == 0
-    capsys.readouterr()
-    assert main(["search", "--space", "pretrain_mitdb", *common]) == 0
-    out = capsys.readouterr().out
-    name = _name("pretrain")
-    assert f"{name} v2 (champion kept: it was trained on mitdb under split per_patient prepared differently" in out
-    client = mlflow.MlflowClient(mlflow_uri, registry_uri=mlflow_uri)
-    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
-    tags = client.get_model_version(name, "2").tags
-    assert tags["gate.decision"].startswith("kept version 1: it was trained on mitdb") and "gate.champion_value" not in tags
-    assert tags["gate.data_key"] == tags["data_key"] != client.get_model_version(name, "1").tags["data_key"]

@@ -177,10 +177,14 @@ def test_a_fusion_unit_is_ready_once_both_branch_champions_are_written():
     readiness = Readiness({})
     assert readiness.starting_point(plan["signal_ptbxl/scratch-gru1d"]) == {"init_weights": None}
     assert readiness.starting_point(fusion) is None
-    readiness.provide("ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-gru1d", "/s/gru.pt")
+    gru, alexnet = "scratch-gru1d-4c94-ptbxl_superdiag4-ptbxl-folds", "scratch-alexnet2d-4c94-ptbxl_superdiag4-ptbxl-folds"
+    readiness.provide(gru, "/s/gru.pt", f"models:/{gru}/3")
     assert readiness.starting_point(fusion) is None  # the image champion is still missing
-    readiness.provide("ecgtune-ptbxl_superdiag4-ptbxl-folds-scratch-alexnet2d", "/s/alexnet.pt")
-    assert readiness.starting_point(fusion) == {"init_weights": {"signal": "/s/gru.pt", "image": "/s/alexnet.pt"}}
+    readiness.provide(alexnet, "/s/alexnet.pt", f"models:/{alexnet}/1")
+    # Trials read the files; their runs record the registered versions the files are (not the paths).
+    assert readiness.starting_point(fusion) == {"init_weights": {"signal": "/s/gru.pt", "image": "/s/alexnet.pt"},
+                                                "starts_from": {"signal": f"models:/{gru}/3",
+                                                                "image": f"models:/{alexnet}/1"}}
 
 
 def key_of(config) -> tuple:

@@ -181,3 +181,62 @@ def test_metrics_held_back_beyond_one_batch_are_all_written(tmp_path):
     (run,) = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_m599")] == list(range(1, 8))
     assert run.data.params["train.lr"] == "0.01"
+
+
+def test_a_trial_stopped_by_asha_is_tagged_and_its_best_epoch_figures_sit_beside_the_series(tmp_path):
+    """ASHA stopping a trial marks its result done before the trial's last epoch: its run ends KILLED, tagged
+    ecgtune.stopped_by=asha. Every trial's best epoch's figures are written once as best_val_* (the series'
+    last value is the last epoch's); lr and epoch go under system/, out of the model charts."""
+    uri, client, exp, parent = _setup(tmp_path)
+    callback = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)})
+    config = _config(train={"lr": 0.01, "epochs": 8}, scheduler="asha", init_weights={"model": "/tmp/start.pt"},
+                     starts_from={"model": "models:/pretrain-cnet/2"})
+    best = {"best_val_balanced_accuracy": 0.8, "best_val_loss": 0.4, "best_epoch": 1}
+    epochs = [{"epoch": 1, "lr": 0.01, "val_balanced_accuracy": 0.8, "val_loss": 0.4, "best_metric": 0.8, **best},
+              {"epoch": 2, "lr": 0.005, "val_balanced_accuracy": 0.6, "val_loss": 0.5, "best_metric": 0.8, **best,
+               "done": True, "reported_at": 2_000_000_000.5}]
+    stopped = FakeTrial(trial_id="s1", config=config, checkpoint=None, last_result=epochs[-1])
+    ran = FakeTrial(trial_id="s2", config=_config(train={"lr": 0.01, "epochs": 2}), checkpoint=None,
+                    last_result=epochs[-1])
+    for trial in (stopped, ran):
+        callback.on_trial_start(0, [trial], trial)
+        for result in epochs:
+            callback.on_trial_result(0, [trial], trial, dict(result))
+        callback.on_trial_complete(0, [trial], trial)
+    callback.flush()
+    runs = {r.data.tags["ecgtune.trial_id"]: r for r in client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")}
+    asha, full = runs["s1"], runs["s2"]
+    assert (asha.info.status, asha.data.tags["ecgtune.stopped_by"]) == ("KILLED", "asha")
+    assert "after epoch 2 of 8" in asha.data.tags["mlflow.note.content"]
+    assert full.info.status == "FINISHED" and "ecgtune.stopped_by" not in full.data.tags  # its last epoch: not stopped
+    for run in (asha, full):
+        assert run.data.metrics["val_balanced_accuracy"] == 0.6  # the last epoch's
+        assert run.data.metrics["best_val_balanced_accuracy"] == 0.8 and run.data.tags["ecgtune.best_epoch"] == "1"
+        (best_point,) = client.get_metric_history(run.info.run_id, "best_val_loss")
+        assert (best_point.step, best_point.value) == (1, 0.4)
+        assert "lr" not in run.data.metrics and "epoch" not in run.data.metrics
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "system/lr")] == [0.01, 0.005]
+        assert run.data.metrics["system/epoch"] == 2
+    # A fine-tuning trial's run records the registered version it started from, not a path of this machine.
+    assert asha.data.params["starts_from.model"] == "models:/pretrain-cnet/2"
+    assert not any(k.startswith("init_weights") for k in asha.data.params)
+
+
+def test_the_printed_link_opens_a_saved_view_of_the_searchs_trials(tmp_path):
+    """The link names a view saved on the experiment (MLflow's Share): this search's trial runs, best
+    first by best_<metric>, with the columns that say which won; local stores name the port they assume."""
+    import json
+
+    uri, client, exp, parent = _setup(tmp_path)
+    key = tracking.save_trials_view(client, exp, parent, "val_balanced_accuracy", "max", ["train.lr"])
+    view = json.loads(client.get_experiment(exp).tags[f"mlflow.sharedViewState.{key}"])
+    assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent}'"
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`best_val_balanced_accuracy`", False)
+    assert {"params.`train.lr`", "tags.`ecgtune.selected`", "metrics.`test_balanced_accuracy`",
+            "metrics.`system/epoch`"} <= set(view["selectedColumns"])
+    assert tracking.trials_view(parent, "val_loss", "min", [])["orderByAsc"] is True
+    link = tracking.where_to_look(uri, exp, key)
+    assert link.startswith(f"mlflow ui --backend-store-uri {uri} --port 5000, then http://127.0.0.1:5000/#/experiments/{exp}/runs?")
+    assert f"workflowType=machine_learning&viewStateShareKey={key}" in link and "--mlflow-ui-url" in link
+    assert tracking.where_to_look(uri, exp, key, "http://lab:8080/").startswith(f"http://lab:8080/#/experiments/{exp}/runs?")
+    assert tracking.where_to_look("http://mlflow:5000", exp).startswith("http://mlflow:5000/#/experiments/")

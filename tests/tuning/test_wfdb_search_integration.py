@@ -53,9 +53,9 @@ def test_own_databases_run_from_the_yaml_alone_to_registered_champions(tmp_path,
     out = capsys.readouterr().out
     assert f"{tmp_path / 'data' / 'svdb'}: 10 records read, lead(s) ECG1 in 10" in out
     assert "left out 6 record(s) with none of the labels" in out  # the OTHER-only records of the 12-lead set
-    names = {"my_beats": "ecgtune-my_beats-wfdb-random_records-scratch-cnet_rr-smoke",
-             "my_12lead_dx": "ecgtune-rhythm12_dx-wfdb-stratified_records-scratch-ribeiro_resnet-smoke",
-             "my_12lead_table": "ecgtune-rhythm12_table-wfdb-given-scratch-ribeiro_resnet-smoke"}
+    names = {"my_beats": "scratch-cnet_rr-smoke-47ed-my_beats-wfdb-random_records",
+             "my_12lead_dx": "scratch-ribeiro_resnet-smoke-ed94-rhythm12_dx-wfdb-stratified_records",
+             "my_12lead_table": "scratch-ribeiro_resnet-smoke-09a9-rhythm12_table-wfdb-given"}
     for space, registered in names.items():
         client, parents, children = runs_of(mlflow_uri, f"{space}-smoke")
         assert parents[0].info.status == "FINISHED" and len(children) == 2
