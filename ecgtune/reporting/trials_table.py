@@ -18,7 +18,9 @@ from ecgtune.tuning.tracking import (ERROR_TAG, LOCATION_TAGS, LOGGED_PREFIXES, 
 COLUMNS = ("experiment", "space", "unit", "stage", "patient", "model", "trial_id", "run_id", "run_name",
            "parent_run_id", "status", "selected", "metric", "mode", "best_metric", "epochs", "start", "end", "node",
            "gpu_ids", "error", "test_records")
-METRIC_PREFIXES = LOGGED_PREFIXES + ("test_",)  # what trials report, and the test figures of selected ones
+# What trials report (each metric's last epoch), their best epoch's figures (best_val_*: what selection
+# compares), and the test figures of selected ones.
+METRIC_PREFIXES = LOGGED_PREFIXES + ("best_val_", "test_")
 
 
 NONE_TEXTS = ("None", "none", "")  # how str() and the trial's location tags write "no value"

@@ -117,6 +117,10 @@ def test_all_pairs_runs_every_unit_of_its_spaces_in_one_schedule(real_data_dir, 
     # Typed: one selected run per unit, a boolean column; no GPU here: null GPU ids, not "none".
     assert frame["selected"].dtype == bool and frame["selected"].sum() == sum(n for _, n in EXPECTED.values())
     assert frame["gpu_ids"].isna().all()
+    # Each trial's best epoch beside its last: what selection compared (a max metric: never below the last).
+    finished = frame[frame["status"] != "FAILED"]
+    assert all(row[f"best_{row['metric']}"] >= row[row["metric"]] - 1e-9 if row["mode"] == "max"
+               else row[f"best_{row['metric']}"] <= row[row["metric"]] + 1e-9 for _, row in finished.iterrows())
     # Every unit's search on the page: its best so far; a per-patient unit's 18-trial grid its importance, or
     # (one epoch each in a smoke run) why not.
     units = {r.data.tags["ecgtune.unit"] for r in every}
