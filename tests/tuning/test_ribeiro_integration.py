@@ -55,7 +55,7 @@ def test_superdiagnostic_pretraining_then_scratch_and_transfer_in_one_schedule(r
     scratch = [r for r in binary if r.data.tags["ecgtune.stage"] == "scratch"]
     assert len(scratch) == 2 and len(finetune) == 12
     assert sorted({r.data.params["train.freeze_blocks"] for r in finetune}) == ["0", "1", "2", "3", "4", "5"]
-    assert all(r.data.params["init_weights.model"].endswith(f"starting_weights/{SUPERDIAG}.pt") for r in finetune)
+    assert all(r.data.params["starts_from.model"] == f"models:/{SUPERDIAG}/{version.version}" for r in finetune)
     assert all(r.info.start_time >= version.creation_timestamp for r in finetune)
     assert all("val_auroc" in r.data.metrics for r in binary)
 
