@@ -18,7 +18,7 @@ from tests.tuning.conftest import runs_of
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SUPERDIAG = "pretrain-ribeiro_resnet-smoke-ba16-ptbxl_superdiag_100hz-ptbxl-folds"
-BINARY = "ecgtune-ptbxl_normal_abnormal_100hz-ptbxl-folds-{stage}-ribeiro_resnet-smoke"
+BINARY = "{stage}-ribeiro_resnet-smoke-297b-ptbxl_normal_abnormal_100hz-ptbxl-folds"
 LABELS = ("NORM", "MI", "STTC", "CD", "HYP")
 
 
