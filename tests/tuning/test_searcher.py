@@ -283,3 +283,32 @@ def test_longest_first_shortens_a_small_schedule():
     ordered = makespan(make_searcher(plan))
     work = 2 * 6 * sum(lengths.values())
     assert ordered == work / 4  # no slot idles: the batch-4 trials fill the first waves
+
+
+def test_every_trial_gets_its_own_seed_from_the_search_seed_whatever_order_it_starts_in(tmp_path):
+    from ecgtune.tuning.searcher import trial_seed
+
+    plan = build_plan([load_space("quickstart"), load_space("individuals_patients").with_patients(["100", "208"])])
+    searcher = make_searcher(plan)
+    first, _ = drain(searcher)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.on_trial_complete(next(t for t, c in first.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
+    restarted = make_searcher(plan)
+    restarted.restore(str(tmp_path / "searcher.pkl"))
+    restarted.on_trial_complete(next(t for t, c in first.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
+    later, _ = drain(restarted, prefix="r")  # the Optuna unit's next trial, after a restart
+    seeds = [c["trial_seed"] for c in [*first.values(), *later.values()]]
+    assert len(seeds) == 2 + 18 * 2 + 1 and len(set(seeds)) == len(seeds)  # distinct across units and trials
+    assert all(c["train"]["seed"] == 0 for c in first.values())  # the search's seed stays in the config
+    # A grid point has its seed whatever order the measured durations hand the grid out in.
+    other = make_searcher(plan)
+    a, b = other.suggest("a"), other.suggest("b")
+    other.on_trial_complete("a", {"best_metric": 0.5, "time_total_s": 100.0})
+    other.on_trial_complete("b", {"best_metric": 0.5, "time_total_s": 1.0})
+    reordered, _ = drain(other, prefix="o")
+    grid = {(c["unit"], key_of(c)): c["trial_seed"] for c in first.values() if "individuals" in c["unit"]}
+    grid_again = {(c["unit"], key_of(c)): c["trial_seed"] for c in [a, b, *reordered.values()] if "individuals" in c["unit"]}
+    assert list(grid_again) != list(grid) and grid_again == grid  # another order, the same seeds
+    # Another search seed: other trial seeds.
+    assert trial_seed(1, plan[1].key, 0) not in set(grid.values())
+    assert trial_seed(0, plan[1].key, 0) == trial_seed(0, plan[1].key, 0)
