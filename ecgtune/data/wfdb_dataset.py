@@ -82,6 +82,11 @@ class WfdbDatabase:
             return dict(_PATIENT_PROTOCOLS)
         return {**_PATIENT_PROTOCOLS, **_WITHIN_RECORD_PROTOCOLS}
 
+    def download(self) -> None:
+        """Nothing to fetch: the records are the user's own. A missing folder is said now, by its path."""
+        if not self.folder.is_dir():
+            raise EcgtuneError(f"dataset wfdb: no folder {self.folder} (dataset.path names the folder of WFDB records)")
+
     # ---------------------------------------------------------------- prepare
 
     def prepare(self, **preprocessing: Any) -> Examples:
