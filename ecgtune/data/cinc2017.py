@@ -162,13 +162,9 @@ class Cinc2017:
 
     def load(self, split: str, *, protocol: str = "stratified_records", seed: int = 42, **params: Any) -> Examples:
         """The examples of one part ("train", "val" or "test") under ``protocol`` with its default options."""
-        from ecgtune.data.splits import SPLIT_NAMES, assign_split
+        from ecgtune.data.splits import load_part
 
-        if split not in SPLIT_NAMES:
-            raise EcgtuneError(f"{self.name}: unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
-        examples = self.prepare(**params)
-        options = self.protocols(params).get(protocol, {})
-        return examples.subset(assign_split(protocol, examples, seed=seed, **options) == split)
+        return load_part(self, split, protocol, seed, params)
 
     def preparation(self, mode: str = "dualnet", **params: Any) -> dict:
         """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""
