@@ -302,7 +302,6 @@ def test_every_trial_gets_its_own_seed_from_the_search_seed_whatever_order_it_st
     searcher = make_searcher(plan)
     first, _ = drain(searcher)
     searcher.save(str(tmp_path / "searcher.pkl"))
-    searcher.on_trial_complete(next(t for t, c in first.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
     restarted = make_searcher(plan)
     restarted.restore(str(tmp_path / "searcher.pkl"))
     restarted.on_trial_complete(next(t for t, c in first.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
@@ -319,6 +318,11 @@ def test_every_trial_gets_its_own_seed_from_the_search_seed_whatever_order_it_st
     grid = {(c["unit"], key_of(c)): c["trial_seed"] for c in first.values() if "individuals" in c["unit"]}
     grid_again = {(c["unit"], key_of(c)): c["trial_seed"] for c in [a, b, *reordered.values()] if "individuals" in c["unit"]}
     assert list(grid_again) != list(grid) and grid_again == grid  # another order, the same seeds
-    # Another search seed: other trial seeds.
-    assert trial_seed(1, plan[1].key, 0) not in set(grid.values())
-    assert trial_seed(0, plan[1].key, 0) == trial_seed(0, plan[1].key, 0)
+    # Another search seed (the space's train.seed): other trial seeds.
+    spaces = {u.key: param_space(u, "data-key", {"cpu": 1, "gpu": 0}) for u in plan}
+    for space in spaces.values():
+        space["train"]["seed"] = 1
+    reseeded, _ = drain(UnitSearcher(plan, spaces, lambda unit: {"init_weights": None}, lambda: False))
+    assert not {c["trial_seed"] for c in reseeded.values()} & set(seeds)
+    optuna = [c["trial_seed"] for c in reseeded.values() if c["unit"] == plan[0].key]  # drawn in turn: 0, 1, ...
+    assert optuna == [trial_seed(1, plan[0].key, i) for i in range(len(optuna))]
