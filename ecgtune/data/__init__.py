@@ -11,8 +11,9 @@ from ecgtune.data import ptbxl as _ptbxl  # noqa: F401  (registers "ptbxl")
 from ecgtune.data import wfdb_dataset as _wfdb_dataset  # noqa: F401  (registers "wfdb")
 from ecgtune.data._registry import dataset_class, get_dataset, list_datasets, protocol_options, register_dataset
 from ecgtune.data.examples import Examples
+from ecgtune.data.protocol import Dataset, RawRecordings
 from ecgtune.data.splits import PATIENT_WISE, assign_split, list_splits, split_by_record, split_has_test
 from ecgtune.data.wfdb_dataset import describe_notes
 
-__all__ = ["PATIENT_WISE", "Examples", "assign_split", "dataset_class", "describe_notes", "get_dataset", "list_datasets",
+__all__ = ["PATIENT_WISE", "Dataset", "Examples", "RawRecordings", "assign_split", "dataset_class", "describe_notes", "get_dataset", "list_datasets",
            "list_splits", "protocol_options", "register_dataset", "split_by_record", "split_has_test"]

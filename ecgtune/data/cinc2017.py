@@ -68,6 +68,7 @@ class Cinc2017:
     """
 
     name = "cinc2017"
+    space_keys: tuple[str, ...] = ()  # a space names this dataset by name alone
     DEFAULT_BASE_URL = "https://physionet.org/files/challenge-2017/1.0.0/"
 
     def __init__(self, root: str | os.PathLike | None = None, *, base_url: str = DEFAULT_BASE_URL) -> None:
@@ -158,6 +159,12 @@ class Cinc2017:
         if record not in read_reference(self.folder / REFERENCE_FILE):
             raise EcgtuneError(f"{self.name}: record {record!r} is not in {self.folder / REFERENCE_FILE}")
         return Recording(read_recording(self.folder / f"{record}.mat")[None].astype(np.float64), FS, name=record)
+
+    def load(self, split: str, *, protocol: str = "stratified_records", seed: int = 42, **params: Any) -> Examples:
+        """The examples of one part ("train", "val" or "test") under ``protocol`` with its default options."""
+        from ecgtune.data.splits import load_part
+
+        return load_part(self, split, protocol, seed, params)
 
     def preparation(self, mode: str = "dualnet", **params: Any) -> dict:
         """How a raw recording becomes the inputs of these examples (`ecgtune.data.recordings`)."""

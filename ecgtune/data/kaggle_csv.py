@@ -108,6 +108,7 @@ class KaggleHeartbeat:
     """
 
     name = DATASET_NAME
+    space_keys: tuple[str, ...] = ()  # a space names this dataset by name alone
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = paths.data_root(root)

@@ -109,6 +109,7 @@ class PtbXl:
     """
 
     name = "ptbxl"
+    space_keys: tuple[str, ...] = ()  # a space names this dataset by name alone
     DEFAULT_BASE_URL = "https://physionet.org/files/ptb-xl/1.0.3/"
 
     def __init__(self, root: str | os.PathLike | None = None, *, base_url: str = DEFAULT_BASE_URL) -> None:

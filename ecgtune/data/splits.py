@@ -328,3 +328,13 @@ def assign_split(protocol: str, examples: Examples, *, seed: int = 42, **options
     options = dict(options)
     seed = int(options.pop("seed", seed))
     return (assign(examples, seed, **options) if options else assign(examples, seed)).astype(str)
+
+
+def load_part(dataset, split: str, protocol: str, seed: int, preprocessing: dict) -> Examples:
+    """One part (train, val or test) of ``protocol`` on ``dataset``'s prepared examples, with the options the
+    dataset declares for that protocol: what a dataset's ``load`` returns (`ecgtune.data.protocol`)."""
+    if split not in SPLIT_NAMES:
+        raise EcgtuneError(f"{dataset.name}: unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
+    examples = dataset.prepare(**preprocessing)
+    options = dataset.protocols(preprocessing).get(protocol, {})
+    return examples.subset(assign_split(protocol, examples, seed=seed, **options) == split)

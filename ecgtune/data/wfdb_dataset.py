@@ -28,7 +28,7 @@ from ecgtune.data._registry import register_dataset
 from ecgtune.data.beat_task import BEAT_SYMBOLS, BeatLabels
 from ecgtune.data.examples import FIXED, SIGNAL, Examples
 from ecgtune.data.record_table import RecordTable, read_table
-from ecgtune.data.splits import GIVEN_FOLDS, PATIENT_FRACTIONS, SPLIT_NAMES, assign_split
+from ecgtune.data.splits import GIVEN_FOLDS, PATIENT_FRACTIONS, load_part
 from ecgtune.data.wfdb_folder import Header, choose_leads, find_records, read_annotations, read_header, read_leads
 from ecgtune.errors import EcgtuneError
 
@@ -82,6 +82,11 @@ class WfdbDatabase:
             return dict(_PATIENT_PROTOCOLS)
         return {**_PATIENT_PROTOCOLS, **_WITHIN_RECORD_PROTOCOLS}
 
+    def download(self) -> None:
+        """Nothing to fetch: the records are the user's own. A missing folder is said now, by its path."""
+        if not self.folder.is_dir():
+            raise EcgtuneError(f"dataset wfdb: no folder {self.folder} (dataset.path names the folder of WFDB records)")
+
     # ---------------------------------------------------------------- prepare
 
     def prepare(self, **preprocessing: Any) -> Examples:
@@ -121,11 +126,7 @@ class WfdbDatabase:
 
     def load(self, split: str, *, protocol: str = "random_records", seed: int = 42, **preprocessing: Any) -> Examples:
         """The examples of one split (the protocol with this dataset's default options)."""
-        if split not in SPLIT_NAMES:
-            raise EcgtuneError(f"{self.name}: unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
-        examples = self.prepare(**preprocessing)
-        options = self.protocols(preprocessing).get(protocol, {})
-        return examples.subset(assign_split(protocol, examples, seed=seed, **options) == split)
+        return load_part(self, split, protocol, seed, preprocessing)
 
     def _cache_params(self, resolved: dict[str, Any]) -> dict[str, Any]:
         tables = sorted({t for t in (resolved.get("table"), _label_table(resolved.get("labels"))) if t})

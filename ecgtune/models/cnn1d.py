@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model, signal_shape
+from ecgtune.models.head import HeadedModel
 
 
 class ResidualBlock(nn.Module):
@@ -32,7 +33,7 @@ class ResidualBlock(nn.Module):
 
 
 @register_model("cnn1d_residual")
-class ResidualCNN1d(nn.Module):
+class ResidualCNN1d(HeadedModel):
     """The seed's residual 1D CNN; the defaults are the published settings."""
 
     def __init__(self, *, inputs, num_outputs, num_blocks=4, block_channels=32, kernel_size=5):
@@ -59,7 +60,3 @@ class ResidualCNN1d(nn.Module):
         # The seed stacks the two dense layers without a non-linearity; a ReLU costs no parameters
         # and keeps the pair from collapsing into one linear map.
         return self.head(torch.relu(self.dense(out)))
-
-    def feature_parameters(self):
-        """Everything but the head: what fine-tuning may freeze."""
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model
+from ecgtune.models.head import HeadedModel
 
 INPUTS = ("windows", "spectrogram")
 
@@ -209,16 +210,12 @@ def spectrogram_blocks(spec_shape: tuple[int, ...], channels: tuple[int, ...], l
     return blocks
 
 
-class _DualNetBase(nn.Module):
+class _DualNetBase(HeadedModel):
     def encode_spectrogram(self, spectrogram: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         out = spectrogram
         for block in self.blocks:
             out = block(out, latent)
         return self.head(out.mean(dim=(2, 3)), latent)
-
-    def feature_parameters(self):
-        """Everything but the head: what fine-tuning may freeze."""
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]
 
 
 def _size(size: str, sizes: dict, name: str) -> tuple:

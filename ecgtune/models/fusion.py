@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import create_model, register_model
+from ecgtune.models.head import HeadedModel
 
 INPUTS = ("signal", "image")
 # The seed's fusion starts from its best biGRU (2 x 128, dropout 0.5) and AlexNet (16 filters).
@@ -52,9 +53,10 @@ def build_branches(inputs: dict, num_outputs: int, branches: dict | None) -> nn.
     return nn.ModuleDict(built)
 
 
-class _Fusion(nn.Module):
-    """The branches and what the fusion models share: freezing (the branches are the features) and frozen
-    branches kept in eval mode (dropout off, batch-norm statistics as trained)."""
+class _Fusion(HeadedModel):
+    """The branches and what the fusion models share: freezing (the branches are the features: everything
+    but the fusion's own ``head``) and frozen branches kept in eval mode (dropout off, batch-norm statistics
+    as trained)."""
 
     def __init__(self, inputs, num_outputs, branches, train_branches):
         super().__init__()
@@ -63,10 +65,6 @@ class _Fusion(nn.Module):
         self.branches = build_branches(inputs, num_outputs, branches)
         for parameter in self.branches.parameters():  # the flags survive loading the champions' weights
             parameter.requires_grad_(train_branches)
-
-    def feature_parameters(self):
-        """The two branches: what ``freeze_features`` freezes (the seed's early and late fusion)."""
-        return list(self.branches.parameters())
 
     def train(self, mode: bool = True):
         super().train(mode)

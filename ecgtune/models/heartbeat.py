@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model, signal_shape
+from ecgtune.models.head import HeadedModel
 
 
 def classifier_head(fc_units: int, num_outputs: int) -> nn.Sequential:
@@ -29,14 +30,6 @@ def classifier_head(fc_units: int, num_outputs: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(fc_units, fc_units), nn.ReLU(), nn.Linear(fc_units, num_outputs)
     )
-
-
-class HeadedClassifier(nn.Module):
-    """Base for models whose final layers live in ``self.head``."""
-
-    def feature_parameters(self):
-        """Everything but the head: what fine-tuning may freeze."""
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]
 
 
 # ---------------------------------------------------------------------------------------------- cnet
@@ -66,7 +59,7 @@ def pooled_length(input_length: int, num_blocks: int) -> int:
 
 
 @register_model("cnet")
-class CNet(HeadedClassifier):
+class CNet(HeadedModel):
     """Kachuee et al.'s residual CNN: a stem convolution, ``num_blocks`` residual blocks, a dense layer,
     and the two-layer head. The defaults are the paper's."""
 
@@ -112,7 +105,7 @@ def frames(x: torch.Tensor, frame_size: int) -> torch.Tensor:
     return x.permute(0, 2, 1, 3).reshape(batch, steps, channels * frame_size)
 
 
-class BiRNNClassifier(HeadedClassifier):
+class BiRNNClassifier(HeadedModel):
     """A bidirectional recurrent network over frames of the beat; subclasses name the ``cell``."""
 
     cell: type[nn.Module]
@@ -165,7 +158,7 @@ class BiGRUClassifier(BiRNNClassifier):
 
 
 @register_model("seq2seq")
-class Seq2SeqClassifier(HeadedClassifier):
+class Seq2SeqClassifier(HeadedModel):
     """Mousavi & Afghah's attention seq2seq, reduced to one label per beat: a conv + BiLSTM encoder, and
     an LSTM decoder attending over its outputs for a fixed number of steps."""
 

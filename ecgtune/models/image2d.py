@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model
+from ecgtune.models.head import HeadedModel
 
 
 def _image_shape(inputs) -> tuple[int, int, int]:
@@ -35,7 +36,7 @@ def _check(filters: int, dropout: float) -> None:
         raise ValueError(f"filters must be >= 1 and dropout in [0, 1), got {filters}, {dropout}")
 
 
-class _ImageNet(nn.Module):
+class _ImageNet(HeadedModel):
     """Convolutions -> flatten -> ``fc`` (the first dense layer, part of the features) -> ``head``."""
 
     def __init__(self, convs: nn.Module, inputs, num_outputs: int, fc_sizes, dropout: float):
@@ -56,9 +57,6 @@ class _ImageNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(image))
-
-    def feature_parameters(self):
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]
 
 
 @register_model("alexnet2d", takes=("image",))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model, signal_shape
+from ecgtune.models.head import HeadedModel
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 FRONT_CHANNELS = (6, 12, 24)  # the seed's CNN front: 3 -> 6 -> 12 -> 24 channels, kernel 5
@@ -28,7 +29,7 @@ def conv_front(leads: int, kernel: int = 5) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class RecurrentNet(nn.Module):
+class RecurrentNet(HeadedModel):
     def __init__(self, *, inputs, num_outputs, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
                  dropout: float, front: bool):
         super().__init__()
@@ -55,9 +56,6 @@ class RecurrentNet(nn.Module):
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(signal))
-
-    def feature_parameters(self):
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]
 
 
 @register_model("gru1d")

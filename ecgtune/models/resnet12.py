@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgtune.models._registry import register_model, signal_shape
+from ecgtune.models.head import HeadedModel
 
 PUBLISHED_FILTERS = (64, 128, 196, 256, 320)
 DOWNSAMPLE = 4
@@ -67,7 +68,7 @@ class ResidualUnit(nn.Module):
 
 
 @register_model("ribeiro_resnet")
-class RibeiroResNet(nn.Module):
+class RibeiroResNet(HeadedModel):
     """Ribeiro et al.'s network; ``filters`` are the stem's and the four units' widths."""
 
     def __init__(self, *, inputs, num_outputs, filters=PUBLISHED_FILTERS, kernel_size=16, dropout=0.2):
@@ -92,10 +93,6 @@ class RibeiroResNet(nn.Module):
         for unit in self.units:
             x, skip = unit(x, skip)
         return self.head(x.flatten(1))
-
-    def feature_parameters(self):
-        """Everything but the head: what fine-tuning may freeze."""
-        return [p for name, p in self.named_parameters() if not name.startswith("head.")]
 
     def feature_blocks(self) -> list[nn.Module]:
         """The stem and the four units, from the input on: transfer freezes the first k of them."""

@@ -18,14 +18,15 @@ import torch
 from torch import nn
 
 from ecgtune.models._registry import register_model
-from ecgtune.models.heartbeat import BiGRUClassifier, CNet, HeadedClassifier
+from ecgtune.models.head import HeadedModel
+from ecgtune.models.heartbeat import BiGRUClassifier, CNet
 
 INPUTS = ("signal", "rhythm")
 RHYTHM_WIDTH = 16  # units of the dense layer the R-R features go through
 
 
-class RhythmJoined(HeadedClassifier):
-    def __init__(self, beat: HeadedClassifier, rhythm_features: int, fc_units: int, num_outputs: int):
+class RhythmJoined(HeadedModel):
+    def __init__(self, beat: HeadedModel, rhythm_features: int, fc_units: int, num_outputs: int):
         super().__init__()
         beat.head = nn.Identity()  # the beat network ends in its dense features (fc_units)
         self.beat = beat

@@ -126,6 +126,33 @@ def starting_model(spec: dict, init_weights: dict | None, *, replace_head: bool 
     return model, spec
 
 
+def trial_settings(config: dict) -> dict:
+    """The trial's training settings, its ``seed`` the trial's own (``trial_seed``, derived from the search's
+    seed by the searcher) where it has one; a trial of a search started by an earlier ecgtune has none."""
+    cfg = dict(config["train"])
+    if config.get("trial_seed") is not None:
+        cfg["seed"] = int(config["trial_seed"])
+    return cfg
+
+
+def random_state(generators: dict[str, torch.Generator]) -> dict:
+    """What a checkpoint keeps of the trial's random streams: the batch order, the augmentation draws and
+    torch's global generator (dropout), so that a resumed trial draws what it would have drawn."""
+    return {"random_state": {"torch": torch.get_rng_state(),
+                             **{name: g.get_state() for name, g in generators.items()}}}
+
+
+def restore_random_state(state: dict, generators: dict[str, torch.Generator]) -> None:
+    """Put back what `random_state` kept; a checkpoint written by an earlier ecgtune kept none (its trial
+    restarts its streams from the seed, as it always did)."""
+    saved = state.get("random_state") or {}
+    if "torch" in saved:
+        torch.set_rng_state(saved["torch"])
+    for name, generator in generators.items():
+        if name in saved:
+            generator.set_state(saved[name])
+
+
 def prepared_data(datasets: dict, key: str):
     """The (examples, split labels) of ``key``: an object-store reference is fetched only by the trials that
     need it, so a node never pulls the datasets of other units."""
@@ -155,7 +182,7 @@ def train_fn(config: dict, datasets=None) -> None:
     # Trained weights drift into denormal floats, which made CPU epochs five times slower by epoch 4
     # of pre-training (benchmarks/bench_training.py); flushing them to zero costs no accuracy here.
     torch.set_flush_denormal(True)
-    cfg, stage, patient = config["train"], config["stage"], config.get("patient")
+    cfg, stage, patient = trial_settings(config), config["stage"], config.get("patient")
     metric, mode = config["metric"], config["mode"]
     examples, split_labels = prepared_data(datasets, config["data"])
     examples = examples.with_inputs(model_inputs(config["model"]["name"]))  # only what the model takes reaches the device
@@ -163,7 +190,7 @@ def train_fn(config: dict, datasets=None) -> None:
     # Where the trial ran, for its MLflow run (Tune adds the node's IP and host name itself).
     placement = {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(gpu_ids), "device": str(device)}
     torch.manual_seed(cfg["seed"])
-    generator = torch.Generator().manual_seed(cfg["seed"])
+    generator = torch.Generator().manual_seed(cfg["seed"])  # the batch order
 
     train = training_split(examples, split_labels, patient, cfg, device)
     val = TensorSplit.of(examples, select(examples, split_labels, "val", patient), device)
@@ -185,7 +212,9 @@ def train_fn(config: dict, datasets=None) -> None:
     precision = cfg.get("precision", "auto")  # a trial of a search started before there was a choice: auto
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device, precision) == torch.float16 else None
     weights = class_weights(cfg, train)
-    augment = augmentation(cfg, train.layout, generator=torch.Generator(device=device).manual_seed(cfg["seed"]))
+    augment_generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+    augment = augmentation(cfg, train.layout, generator=augment_generator)
+    generators = {"batch_order": generator, "augmentation": augment_generator}
 
     start_epoch, best, stale = 0, None, 0
     best_epoch, best_values = 0, {}  # the best epoch so far and its validation figures (best_val_*)
@@ -200,6 +229,7 @@ def train_fn(config: dict, datasets=None) -> None:
         if scheduler is not None and state.get("scheduler_state"):
             scheduler.load_state_dict(state["scheduler_state"])
         start_epoch, best, stale = state["epoch"], state["best"], 0
+        restore_random_state(state, generators)
         best_epoch, best_values = state["epoch"], best_figures(state.get("val_metrics", {}))
 
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
@@ -235,6 +265,7 @@ def train_fn(config: dict, datasets=None) -> None:
                     "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
                     # Multi-label: the thresholds chosen on validation at this epoch, for test.
                     "thresholds": thresholds_of(metrics, "val", val.label_names) if val.y_numpy.ndim == 2 else None,
+                    **random_state(generators),
                 })
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         else:

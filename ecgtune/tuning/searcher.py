@@ -12,6 +12,7 @@ configuration is whatever its study asks next, so its study sees its trials in t
 from __future__ import annotations
 
 import copy
+import hashlib
 import pickle
 from typing import Callable
 
@@ -28,6 +29,14 @@ def deep_merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def trial_seed(search_seed: int, unit_key: str, draw: int) -> int:
+    """A trial's own seed (weights, batch order, augmentation), derived from the search's ``seed`` (the space's
+    ``train.seed``), its unit and which of the unit's configurations it is (``draw``): distinct across the
+    trials of a search, and the same whenever that configuration is drawn again (a rerun of the search)."""
+    text = f"{search_seed}/{unit_key}/{draw}".encode()
+    return int(hashlib.sha256(text).hexdigest()[:8], 16)  # 32 bits: what numpy's and torch's seeds take
 
 
 def searched_values(unit: Unit, config: dict) -> tuple:
@@ -72,9 +81,16 @@ class UnitTrials:
     def next_config(self, trial_id: str) -> dict:
         raise NotImplementedError
 
+    def draw(self) -> int:
+        """Which of the unit's configurations ``next_config`` handed out last (its trial seed follows it)."""
+        return self.suggested
+
     def suggest(self, trial_id: str, extra: dict) -> dict:
         # unit_trial numbers the unit's trials: selection breaks ties by it, the same way on every resume.
-        config = deep_merge(self.next_config(trial_id), {**extra, "unit_trial": self.suggested + 1})
+        # trial_seed travels in the trial's config, which Tune keeps: a resumed trial keeps its seed.
+        config = self.next_config(trial_id)
+        seed = trial_seed(int(config.get("train", {}).get("seed", 0)), self.unit.key, self.draw())
+        config = deep_merge(config, {**extra, "unit_trial": self.suggested + 1, "trial_seed": seed})
         self.suggested += 1
         self.in_flight += 1
         return config
@@ -123,6 +139,11 @@ class VariantTrials(UnitTrials):
         self.handed.append(index)
         self._next = None
         return self.variants[index]
+
+    def draw(self) -> int:
+        # The configuration's place in the unit's fixed list, not the order handed out (which follows
+        # measured durations): a grid point has the same seed in every run of the search.
+        return self.handed[-1]
 
     def restore(self, handed: list[int] | None, suggested: int) -> None:
         # None: saved by an ecgtune that handed a grid out in Tune's order, so ``suggested`` counts in it.

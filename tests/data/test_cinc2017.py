@@ -123,6 +123,10 @@ def test_the_seeds_split_has_no_test_part_and_the_stratified_one_holds_records_o
         in_test = (held_out == "test") & (examples.y == k)
         assert in_test.sum() >= (1 if (examples.y == k).sum() >= 3 else 0), name
     np.testing.assert_array_equal(held_out, assign_split("stratified_records", examples))  # deterministic
+    # load(): one part of the protocol, as every dataset gives it (the Dataset protocol).
+    dataset = get_dataset("cinc2017", root=cinc_root)
+    assert sorted(dataset.load("test").records) == sorted(examples.records[held_out == "test"])
+    assert len(dataset.load("val", protocol="random_records")) == 4
 
 
 def _release(folder: Path, labels: dict[str, str]) -> Path:

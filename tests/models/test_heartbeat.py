@@ -1,4 +1,5 @@
-"""The heartbeat models: Kachuee's parameter count, the transferable head, export, framing, learning."""
+"""The heartbeat models: Kachuee's parameter count, the transferable head, framing, learning (export:
+tests/models/test_registry.py, for every registered model)."""
 
 import pytest
 import torch
@@ -11,9 +12,6 @@ from ecgtune.models.heartbeat import frames
 HEARTBEAT_MODELS = ["cnet", "bilstm", "bigru", "seq2seq"]
 BEAT = dict(inputs={"signal": (1, 187)}, num_outputs=5)  # Kachuee's MIT-BIH beats, five classes
 
-# torch.export warns that nn.LSTM / nn.GRU reassign their ``_flat_weights`` list while being traced; it
-# restores them afterwards and lifts the weights as parameters, so the warning is expected and harmless.
-RNN_EXPORT_WARNING = "ignore:The tensor attributes .*were assigned during export:UserWarning"
 
 
 def test_cnet_has_the_papers_parameter_count():
@@ -44,19 +42,6 @@ def test_feature_and_head_parameters_partition_the_model(name):
     head = {id(p) for p in model.head.parameters()}
     assert features.isdisjoint(head)
     assert features | head == {id(p) for p in model.parameters()}
-
-
-@pytest.mark.filterwarnings(RNN_EXPORT_WARNING)
-@pytest.mark.parametrize("name", HEARTBEAT_MODELS)
-def test_export_matches_eager(name):
-    torch.manual_seed(0)
-    model = create_model(name, **BEAT).eval()
-    x = torch.randn(4, 1, 187)
-    program = torch.export.export(model, (x,))
-    with torch.no_grad():
-        assert torch.allclose(program.module()(x), model(x), atol=1e-5)
-    # The weights must travel as parameters, not be baked in as constants.
-    assert not program.constants
 
 
 def test_frames_cuts_steps_of_frame_size_and_drops_the_remainder():

@@ -93,3 +93,48 @@ def test_a_trial_uses_exactly_the_gpu_ray_assigned(gpu_ids, cuda, visible, expec
     from ecgtune.training.trainable import trial_device
 
     assert str(trial_device(gpu_ids, cuda, visible)) == expected
+
+
+def _fails_once_after_epoch(epoch: int, marker: str):
+    """train_fn whose trial dies right after reporting ``epoch`` the first time it runs (a node lost mid-trial):
+    Tune restarts it from its last checkpoint (fault injection into the real Tune loop)."""
+    import os
+
+    from ray import tune as ray_tune
+
+    def trainable(config, datasets=None):
+        report = ray_tune.report
+        if not os.path.exists(marker):
+            def dies_after(metrics, checkpoint=None):
+                report(metrics, checkpoint=checkpoint)
+                if metrics["epoch"] == epoch:
+                    open(marker, "w").close()
+                    raise RuntimeError("the trial's node went away")
+            ray_tune.report = dies_after
+        try:
+            train_fn(config, datasets=datasets)
+        finally:
+            ray_tune.report = report
+
+    return trainable
+
+
+def test_a_trial_resumed_from_its_checkpoint_draws_the_batches_it_would_have_drawn(ray_local, tmp_path):
+    import ray
+
+    # Weighted sampling draws the batch order, augmentation its own generator: both are kept in the checkpoint.
+    config = _config(epochs=4, weighted_sampling=True, augment=0.5, augmentations=["drop", "scale"])
+    straight = _fit(tmp_path / "straight", config).metrics_dataframe.groupby("epoch")["train_loss"].last()
+    examples = synthetic_examples()
+    datasets = {"synthetic": ray.put((examples, assign_split("per_patient", examples)))}
+    tuner = tune.Tuner(
+        tune.with_parameters(_fails_once_after_epoch(2, str(tmp_path / "died")), datasets=datasets), param_space=config,
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="r", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=1)))
+    result = tuner.fit()[0]
+    assert (tmp_path / "died").exists() and result.error is None
+    resumed = result.metrics_dataframe.groupby("epoch")["train_loss"].last()
+    # The epochs after its last checkpoint (one written at an improved epoch, at most the second) ran again
+    # after the restart: the same batches, augmentation and weights as without it.
+    assert list(resumed.index) == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.to_numpy(), straight.to_numpy(), rtol=1e-5)

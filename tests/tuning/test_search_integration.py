@@ -111,6 +111,8 @@ def test_every_space_runs_end_to_end_with_smoke_test(space, real_data_dir, ray_l
     assert all(c.info.run_name.split()[0] == c.data.tags["ecgtune.stage"] for c in children)
     data_key = children[0].data.params["data"]
     assert {c.data.params["data"] for c in children} == {data_key}
+    # Every trial trained with a seed of its own, derived from the search's (train.seed) and on its run.
+    assert len({c.data.params["trial_seed"] for c in children}) == n_trials
     # The data a unit was trained and tested on: on its selected run and the parent (a trial run's is its
     # `data` param, the same key).
     for c in [*selected, parents[0]]:
@@ -250,6 +252,7 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     assert [p.info.status for p in parents] == ["KILLED"]
     assert not [c for c in children if c.info.status == "RUNNING"]  # nothing left RUNNING
     before = {c.data.tags["ecgtune.trial_id"]: c.info.status for c in children}
+    seeds = {c.data.tags["ecgtune.trial_id"]: c.data.params.get("trial_seed") for c in children}
     assert 18 <= len(before) < 54 or any(s == "KILLED" for s in before.values())
 
     resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=900)
@@ -259,6 +262,10 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     assert parents_after[0].info.status == "FINISHED"
     assert len(children_after) == 54 and all(c.info.status == "FINISHED" for c in children_after)
     assert len({c.data.tags["ecgtune.trial_id"] for c in children_after}) == 54  # one run per trial
+    # A resumed trial kept its seed; every trial has its own.
+    seeds_after = {c.data.tags["ecgtune.trial_id"]: c.data.params["trial_seed"] for c in children_after}
+    assert all(seeds_after[t] == seed for t, seed in seeds.items() if seed is not None)
+    assert len(set(seeds_after.values())) == 54
     finished_before = {t for t, s in before.items() if s == "FINISHED"}
     rerun = [c for c in children_after if c.data.tags["ecgtune.trial_id"] in finished_before
              and len(client.get_metric_history(c.info.run_id, "system/epoch")) > 1]

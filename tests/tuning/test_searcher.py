@@ -155,18 +155,28 @@ def test_a_unit_is_handed_on_once_every_planned_trial_finished_or_failed_in_tria
     assert [o.trial_id for o in handed[0][1]] == ["a", "b", "c"] and handed[0][1][0].error == "ValueError: boom"
 
 
-def test_all_pairs_smoke_plan_is_one_search_of_every_unit():
-    plan = build_plan(shape_search(load_search(["all_pairs"])[0], smoke_test=True))
-    trials = {}
+def test_all_pairs_smoke_plan_is_one_search_that_runs_each_unit_its_planned_trials():
+    spaces = shape_search(load_search(["all_pairs"])[0], smoke_test=True)
+    plan = build_plan(spaces)
+    assert {u.space.name for u in plan} == {s.name for s in spaces}
+    # The smoke version keeps each grid whole and samples at most smoke_test.num_samples configurations.
     for u in plan:
-        trials[u.space.name] = trials.get(u.space.name, 0) + u.planned_trials
-    # finetune_patients 73, heartbeat 8, MI scratch and transfer 8 each, DualNet 4, Ribeiro: the five-label
-    # superdiagnostic scratch unit 2 and the binary study 14 (scratch, then six freeze_blocks values); seed
-    # 000: three signal and four image networks 2 each, the three fusion models one configuration each; the
-    # inter-patient beats: five models 2 each.
-    assert trials == {"finetune_patients": 73, "heartbeat_aami": 8, "mi_scratch": 8, "mi_transfer": 8,
-                      "dualnet_cinc2017": 4, "ribeiro_ptbxl_superdiagnostic": 2, "ribeiro_ptbxl_binary": 14,
-                      "signal_ptbxl": 6, "image_ptbxl": 8, "fusion_ptbxl": 3, "heartbeat_interpatient": 10}
+        assert u.stage.search.num_samples <= u.space.smoke.num_samples or u.stage.search.algorithm == "grid"
+    # Every unit ready at once (its sources given): the searcher hands out exactly each unit's planned trials
+    # (Optuna's as its finished trials let it), then finishes; the snapshot tests count against the same plan.
+    searcher = make_searcher(plan)
+    # A grid or random unit's list, expanded by Tune's own variant generator, is exactly its planned trials.
+    assert all(len(t.variants) == t.unit.planned_trials for t in searcher.units.values() if hasattr(t, "variants"))
+    handed: dict[str, int] = {}
+    for round_ in range(100):
+        configs, last = drain(searcher, prefix=f"r{round_}-")
+        for trial_id, config in configs.items():
+            handed[config["unit"]] = handed.get(config["unit"], 0) + 1
+            searcher.on_trial_complete(trial_id, {"best_metric": 0.5, "time_total_s": 1.0})
+        if last == Searcher.FINISHED:
+            break
+    assert last == Searcher.FINISHED
+    assert handed == {u.key: u.planned_trials for u in plan} and all(n >= 1 for n in handed.values())
 
 
 def test_a_fusion_unit_is_ready_once_both_branch_champions_are_written():
@@ -283,3 +293,36 @@ def test_longest_first_shortens_a_small_schedule():
     ordered = makespan(make_searcher(plan))
     work = 2 * 6 * sum(lengths.values())
     assert ordered == work / 4  # no slot idles: the batch-4 trials fill the first waves
+
+
+def test_every_trial_gets_its_own_seed_from_the_search_seed_whatever_order_it_starts_in(tmp_path):
+    from ecgtune.tuning.searcher import trial_seed
+
+    plan = build_plan([load_space("quickstart"), load_space("individuals_patients").with_patients(["100", "208"])])
+    searcher = make_searcher(plan)
+    first, _ = drain(searcher)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restarted = make_searcher(plan)
+    restarted.restore(str(tmp_path / "searcher.pkl"))
+    restarted.on_trial_complete(next(t for t, c in first.items() if c["unit"] == plan[0].key), {"best_metric": 0.5})
+    later, _ = drain(restarted, prefix="r")  # the Optuna unit's next trial, after a restart
+    seeds = [c["trial_seed"] for c in [*first.values(), *later.values()]]
+    assert len(seeds) == 2 + 18 * 2 + 1 and len(set(seeds)) == len(seeds)  # distinct across units and trials
+    assert all(c["train"]["seed"] == 0 for c in first.values())  # the search's seed stays in the config
+    # A grid point has its seed whatever order the measured durations hand the grid out in.
+    other = make_searcher(plan)
+    a, b = other.suggest("a"), other.suggest("b")
+    other.on_trial_complete("a", {"best_metric": 0.5, "time_total_s": 100.0})
+    other.on_trial_complete("b", {"best_metric": 0.5, "time_total_s": 1.0})
+    reordered, _ = drain(other, prefix="o")
+    grid = {(c["unit"], key_of(c)): c["trial_seed"] for c in first.values() if "individuals" in c["unit"]}
+    grid_again = {(c["unit"], key_of(c)): c["trial_seed"] for c in [a, b, *reordered.values()] if "individuals" in c["unit"]}
+    assert list(grid_again) != list(grid) and grid_again == grid  # another order, the same seeds
+    # Another search seed (the space's train.seed): other trial seeds.
+    spaces = {u.key: param_space(u, "data-key", {"cpu": 1, "gpu": 0}) for u in plan}
+    for space in spaces.values():
+        space["train"]["seed"] = 1
+    reseeded, _ = drain(UnitSearcher(plan, spaces, lambda unit: {"init_weights": None}, lambda: False))
+    assert not {c["trial_seed"] for c in reseeded.values()} & set(seeds)
+    optuna = [c["trial_seed"] for c in reseeded.values() if c["unit"] == plan[0].key]  # drawn in turn: 0, 1, ...
+    assert optuna == [trial_seed(1, plan[0].key, i) for i in range(len(optuna))]
