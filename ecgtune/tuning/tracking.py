@@ -58,6 +58,9 @@ def tracking_uri(explicit: str | None = None) -> str:
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    from ecgtune.tuning.store_tables import ensure_tables
+
+    ensure_tables(uri)  # two searches on a new SQLite store: one makes its tables, the other waits
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
