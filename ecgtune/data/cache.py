@@ -19,8 +19,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np

@@ -71,21 +71,22 @@ class UnitCompletion(Callback):
             self.handed_on.add(key)
             self.on_unit_complete(key, outcomes)
 
-    def _read_finished(self, trials) -> None:
-        for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR"):
-                self._record(trial)
-
-    def on_step_begin(self, iteration, trials, **info):
+    def _read_restored(self, trials) -> None:
         if not self.read_restored:
             self.read_restored = True
-            self._read_finished(trials)
+            for trial in trials:
+                if trial.status in ("TERMINATED", "ERROR"):
+                    self._record(trial)
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._read_restored(trials)
 
     def on_experiment_end(self, trials, **info):
         # A search killed after its last trial (while its last unit was selected, tested or promoted)
         # resumes with every trial finished: Tune then takes no step at all, so the restored trials are read
-        # here, or that unit would never be finalised. Units already handed on are not handed on again.
-        self._read_finished(trials)
+        # here, or that unit would never be finalised. Only where no step came: after one, Tune's cleanup
+        # has marked the trials it stopped (Ctrl-C) TERMINATED, though they did not finish.
+        self._read_restored(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial)
