@@ -10,6 +10,7 @@ Nothing here knows about a particular dataset. Two rules hold throughout:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import http.client
 import json
@@ -18,12 +19,14 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ecgtune import paths
+from ecgtune.data.file_hashes import file_hashes, sha256_file  # noqa: F401  (sha256_file: the datasets' name for it)
 from ecgtune.errors import EcgtuneError
 
 log = logging.getLogger(__name__)
@@ -62,15 +65,6 @@ def file_lock(name: str, timeout: float = -1):
     lock_dir = paths.lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     return FileLock(str(lock_dir / f"{name}.lock"), timeout=timeout)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_checksums(text: str, *, source: str = "<checksums>") -> dict[str, str]:
@@ -191,17 +185,44 @@ def prepared_path(prefix: str, params: dict[str, Any]) -> Path:
 
 
 def files_fingerprint(files: Iterable[str | os.PathLike]) -> str:
-    """A digest of each file's path, size and modification time (or "missing"): it changes when a raw file
-    is replaced, edited or removed, at the cost of a stat per file (hashing the contents of PTB-XL's
-    gigabytes at every preparation would cost more than the preparation)."""
+    """A digest of each file's name below the files' common folder, size and SHA-256 (or "missing"): it
+    follows the bytes, not where they lie, so a copy of a data folder has the fingerprint of the original
+    until one of its files changes. Hashes are kept per file version (`ecgtune.data.file_hashes`): a file
+    is read again only when it changed."""
+    hashes = file_hashes(files)
+    folders = {os.path.dirname(f) for f in hashes}
+    base = os.path.commonpath(sorted(folders)) if folders else ""
     digest = hashlib.sha256()
-    for f in sorted(str(f) for f in files):
-        try:
-            st = os.stat(f)
-            digest.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{f}\tmissing\n".encode())
+    for path in sorted(hashes, key=lambda f: os.path.relpath(f, base)):
+        name = Path(os.path.relpath(path, base)).as_posix()
+        size = os.path.getsize(path) if hashes[path] else "missing"
+        digest.update(f"{name}\t{size}\t{hashes[path] or ''}\n".encode())
     return digest.hexdigest()
+
+
+_read_sources: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("ecgtune_read_sources", default=None)
+
+
+@contextmanager
+def recording_sources():
+    """Collect the fingerprints of the raw files behind every prepared array served in this block (built or
+    read from the cache): a search's data key covers them, so that it follows the data, not the folder's name.
+
+    Yields:
+        The list the fingerprints are appended to, in the order the arrays were served.
+    """
+    seen: list[str] = []
+    token = _read_sources.set(seen)
+    try:
+        yield seen
+    finally:
+        _read_sources.reset(token)
+
+
+def _note_sources(fingerprint: str | None) -> None:
+    seen = _read_sources.get()
+    if seen is not None and fingerprint:
+        seen.append(fingerprint)
 
 
 def folder_files(folder: str | os.PathLike) -> list[Path]:
@@ -237,14 +258,17 @@ def get_or_build(
             return None
         files = list(sources()) if sources is not None else []
         # Raw files gone (deleted to save space, or a machine holding only the cache): nothing the cache
-        # could be stale against, so it is served.
-        if any(os.path.exists(f) for f in files):
-            try:
-                if stamp.read_text().strip() != files_fingerprint(files):
-                    return None
-            except OSError:  # no fingerprint: built before it existed, or interrupted before it was written
-                return None
-        return _read_npz(path)
+        # could be stale against, so it is served, with the fingerprint of the files it was built from.
+        try:
+            built_from = stamp.read_text().strip() if sources is not None else None
+        except OSError:  # no fingerprint: built before it existed, or interrupted before it was written
+            built_from = None
+        if any(os.path.exists(f) for f in files) and built_from != files_fingerprint(files):
+            return None
+        arrays = _read_npz(path)
+        if arrays is not None:
+            _note_sources(built_from)
+        return arrays
 
     if (arrays := fresh()) is not None:
         return arrays
@@ -260,4 +284,5 @@ def get_or_build(
             # The files as the build found them (it may have downloaded some).
             fingerprint = files_fingerprint(sources())
             _atomic_write(stamp, lambda f: f.write(fingerprint.encode()))
+            _note_sources(fingerprint)
     return arrays

@@ -177,7 +177,8 @@ class KaggleHeartbeat:
         """
         resolved = self._resolve(task, params)
         arrays = cache.get_or_build(
-            f"{self.name}-{resolved['task']}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays()
+            f"{self.name}-{resolved['task']}", self._cache_params(resolved), lambda: self._build(resolved).to_arrays(),
+            sources=lambda: [self.folder / name for name in resolved["files"]],  # what a search's data key follows
         )
         return Examples.from_arrays(arrays)
 

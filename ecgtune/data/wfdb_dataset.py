@@ -135,6 +135,9 @@ class WfdbDatabase:
 
     def _sources(self, resolved: dict[str, Any]) -> list[Path]:
         files = [self.folder / f"{r}.hea" for r in resolved["records"]]
+        # The signal files each header names (read by every task): the data key follows their bytes too.
+        files += sorted({(self.folder / r).parent / name for r in resolved["records"]
+                         for name in (self._headers[r].raw.file_name or [])})
         if resolved["task"] != RECORDS_TASK:
             files += [self.folder / f"{r}.{resolved['annotator']}" for r in resolved["records"]]
         return files

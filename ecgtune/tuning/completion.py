@@ -3,7 +3,7 @@
 A Tune callback on the driver gathers each finished trial's outcome by unit and hands a complete unit to
 ``on_unit_complete`` (selection, test and promotion run beside Tune, see `ecgtune.tuning.finalize`). On
 ``--resume`` Tune restores finished trials without calling back for them, so the first step reads them
-from the restored trial list.
+from the restored trial list (or, where every trial had finished and no step comes, the experiment's end).
 """
 
 from __future__ import annotations
@@ -71,12 +71,22 @@ class UnitCompletion(Callback):
             self.handed_on.add(key)
             self.on_unit_complete(key, outcomes)
 
-    def on_step_begin(self, iteration, trials, **info):
+    def _read_restored(self, trials) -> None:
         if not self.read_restored:
             self.read_restored = True
             for trial in trials:
                 if trial.status in ("TERMINATED", "ERROR"):
                     self._record(trial)
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._read_restored(trials)
+
+    def on_experiment_end(self, trials, **info):
+        # A search killed after its last trial (while its last unit was selected, tested or promoted)
+        # resumes with every trial finished: Tune then takes no step at all, so the restored trials are read
+        # here, or that unit would never be finalised. Only where no step came: after one, Tune's cleanup
+        # has marked the trials it stopped (Ctrl-C) TERMINATED, though they did not finish.
+        self._read_restored(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial)

@@ -4,8 +4,9 @@ that make its dependants ready.
 
 Units are finalised one at a time on a driver thread, so Tune keeps starting trials meanwhile. The
 record of what is done (`SearchState`) is written only after a unit's promotion, so a search killed half
-way through a unit finalises it again on ``--resume``: selection is deterministic and the promotion
-reuses the version an earlier attempt registered, so nothing is logged or registered twice.
+way through a unit finalises it again on ``--resume``: selection is deterministic, figures already on the
+selected run are not logged again, and the promotion reuses the version an earlier attempt registered, so
+nothing is logged or registered twice (tests/tuning/test_resume_finalize.py kills the driver at each step).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ecgtune.paths import join_storage
 from ecgtune.spaces import Domain, measure_of
 from ecgtune.training.batches import example_batch
 from ecgtune.training.checkpoint import write_weights
-from ecgtune.tuning import promotion, tracking
+from ecgtune.tuning import pause_points, promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
 from ecgtune.tuning.gate import champion_scorer
 from ecgtune.tuning.plan import Unit
@@ -248,6 +249,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         # Most trials failing is a finding in itself (out of memory at large batches, say), not noise.
         mlf.set_tag(record.parent_run_id, f"{unit.name}/failed_trials", f"{len(failed)} of {len(outcomes)}")
     best = select_best(outcomes, space.mode, unit.key)
+    pause_points.reached(pause_points.SELECTION)
     with_test = data.has_test
     measure = measure_of(space.metric)
     evaluation = evaluate_in_search(space, best.checkpoint, data, unit.patient, with_test)
@@ -256,9 +258,12 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         raise EcgtuneError(f"no MLflow run found for the selected trial {best.trial_id} of {unit.key}")
     run_id = run.info.run_id
     # On the selected run only: the parent holds the units' figures as one artifact (log_space_summary).
+    # A unit finalised again after a crash has logged some already: each figure is logged once.
+    logged = set(run.data.metrics)
     for name, value in evaluation.metrics.items():
-        if np.isfinite(value):
+        if np.isfinite(value) and name not in logged:
             mlf.log_metric(run_id, name, value)
+    pause_points.reached(pause_points.TEST_EVALUATION)
     mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
     # The unit's dataset inputs go on its selected run (and the parent), not on every trial run: the
     # trials of a unit share them, and one write fewer per trial is a tenth of ecgtune's cost per trial.
@@ -302,6 +307,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
                                        metric=space.metric),
         champion=champion,
     )
+    pause_points.reached(pause_points.PROMOTION)  # registered, the alias moved or kept; not yet recorded as done
     description = version_description(space, unit, run_id, evaluation, facts, measure)
     mlf.update_model_version(promoted.name, promoted.version, description=description)
     promotion.describe_registered_model(

@@ -51,11 +51,12 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     """Once per search, on the driver: trials get these arrays through the Ray object store."""
     import json
 
-    from ecgtune.data import assign_split, get_dataset, split_has_test
+    from ecgtune.data import assign_split, cache, get_dataset, split_has_test
 
     try:
         dataset = get_dataset(space.dataset, root=data_dir, **space.dataset_args)
-        examples = dataset.prepare(**space.preprocessing)
+        with cache.recording_sources() as read:
+            examples = dataset.prepare(**space.preprocessing)
         prepared_key = dataset.prepared_key(**space.preprocessing)
         options = space.resolved_split_options()
         labels = assign_split(space.split, examples, **options)
@@ -64,7 +65,10 @@ def prepare_data(space: SearchSpace, data_dir: str | None) -> PreparedData:
     # The dataset's own key already has defaults filled and records normalised; add the split (and the options
     # the space sets: without them the key is the one it always was).
     split = f"{space.split}{json.dumps(space.split_options, sort_keys=True) if space.split_options else ''}"
-    key = hashlib.sha256(f"{prepared_key}/{split}".encode()).hexdigest()[:16]
+    # The bytes preparation read (sizes and SHA-256 of the raw files, not their folder's name): a search
+    # killed on an edited copy of the data does not resume, nor gate a champion, as if on the original.
+    content = "+".join(read)
+    key = hashlib.sha256(f"{prepared_key}/{split}/{content}".encode()).hexdigest()[:16]
     prepared_records = set(examples.records.tolist())
     per_patient = any(s.per_patient for s in space.stages)
     missing = [p for p in space.patients if p not in prepared_records] if per_patient else []

@@ -58,6 +58,9 @@ def tracking_uri(explicit: str | None = None) -> str:
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    from ecgtune.tuning.store_tables import ensure_tables
+
+    ensure_tables(uri)  # two searches on a new SQLite store: one makes its tables, the other waits
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -310,11 +313,15 @@ class MLflowTrialRuns(Callback):
         self._sent_at: dict[str, float] = {}  # Tune's thread: per trial id, when its metrics were last sent
         self._stopped: dict[str, str] = {}  # Tune's thread: per trial id its scheduler stopped early, the scheduler
         self._artifact_uris: dict[str, str] = {}  # per trial id, its run's artifact location
+        # Per trial id restored by --resume, the last epoch its run holds: the trial goes on from its last
+        # checkpoint, so the epochs after it that were logged before the interruption come again.
+        self._logged_through: dict[str, int] = {}
         self._queue, self._thread, self._error, self._raised = None, None, None, False
 
     def __getstate__(self):
         return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _artifact_uris={}, _queue=None,
-                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={}, _stopped={})
+                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={}, _stopped={},
+                    _logged_through={})
 
     @property
     def mlflow(self):
@@ -386,6 +393,8 @@ class MLflowTrialRuns(Callback):
                 self._artifact_uris[trial.trial_id] = existing.info.artifact_uri
                 if not existing.data.params:  # the search stopped before its first metrics were written
                     self._params_due.add(trial.trial_id)
+                if SYSTEM_KEYS["epoch"] in existing.data.metrics:  # its latest value: the last epoch logged
+                    self._logged_through[trial.trial_id] = int(existing.data.metrics[SYSTEM_KEYS["epoch"]])
                 self.mlflow.update_run(run_id, status="RUNNING")
             else:
                 from ecgtune.tuning.run_labels import trial_run_name
@@ -409,6 +418,9 @@ class MLflowTrialRuns(Callback):
         from mlflow.entities import Param
 
         run_id = self.run_id(trial)
+        through = self._logged_through.get(trial.trial_id)
+        if through is not None:  # epochs repeated after --resume: each epoch is logged once
+            metrics = [m for m in metrics if m.step > through]
         params = []
         if trial.trial_id in self._params_due:
             self._params_due.discard(trial.trial_id)
@@ -476,7 +488,7 @@ class MLflowTrialRuns(Callback):
         return get_artifact_repository(uri)
 
     def _forget(self, trial_id: str) -> None:
-        for per_trial in (self._runs, self._started, self._tags, self._artifact_uris):
+        for per_trial in (self._runs, self._started, self._tags, self._artifact_uris, self._logged_through):
             per_trial.pop(trial_id, None)
         self._params_due.discard(trial_id)
 

@@ -55,3 +55,27 @@ def test_expected_sizes_of_the_wfdb_formats():
     assert expected_bytes(["16"] * 12, 1000) == 24_000  # a PTB-XL record at 100 Hz
     assert expected_bytes(["212"], 3) == 5  # an odd count of 12-bit samples ends on a whole byte
     assert expected_bytes(["999"], 10) is None
+
+
+def test_the_sources_recorded_follow_the_bytes_read_not_the_folder(tmp_path, fake_root):
+    """What a search's data key covers: the same fingerprint from a copy of the folder (and from the cache),
+    another once a byte of a read file changed, even with its size and modification time kept."""
+    from ecgtune.data import cache
+
+    def fingerprints(root):
+        with cache.recording_sources() as read:
+            get_dataset("mitdb", root=root).prepare(mode="beats", records=["100"])
+        return read
+
+    first = fingerprints(fake_root)
+    assert len(first) == 1 and fingerprints(fake_root) == first  # built, then served from the cache
+    other = tmp_path / "other"
+    shutil.copytree(fake_root, other)
+    assert fingerprints(other) == first
+    dat = other / "mitdb" / "100.dat"
+    stat = os.stat(dat)
+    data = bytearray(dat.read_bytes())
+    data[100] ^= 1
+    dat.write_bytes(bytes(data))
+    os.utime(dat, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprints(other) != first

@@ -3,6 +3,9 @@ prepared data, models, patients and budget; anything else is refused naming what
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from ecgtune.cli import main
@@ -50,18 +53,37 @@ def test_resuming_another_search_exits_2_before_anything_starts(real_data_dir, t
     from ecgtune.tuning.search import prepare_data, schedule_name
 
     key = prepare_data(space, str(real_data_dir)).key
+    # The data key follows the bytes preparation read, not the folder: a copy of the records has the same
+    # key; one byte changed in a signal file (size and modification time kept) gives another.
+    copy = tmp_path / "copy"
+    (copy / "mitdb").mkdir(parents=True)
+    for record in space.preprocessing["records"]:
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy2(real_data_dir / "mitdb" / f"{record}.{ext}", copy / "mitdb" / f"{record}.{ext}")
+    assert prepare_data(space, str(copy)).key == key
+    edited = copy / "mitdb" / "100.dat"
+    stat = edited.stat()
+    with open(edited, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited_key = prepare_data(space, str(copy)).key
+    assert edited_key != key
     name = schedule_name([space])
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     common = ["search", "--space", "quickstart", "--smoke-test", "--resume", "--data-dir", str(real_data_dir), "--mlflow-uri", uri]
     SearchState.new(name, _ran(space, key)).save()
     assert main([*common, "--split", "chronological"]) == 2
     assert f"nothing to resume: no earlier search of {name!r} under split chronological" in capsys.readouterr().err
-    state = SearchState.new(name, _ran(space, "another-preparation"))
+    # Interrupted on the edited copy, resumed on the real folder: refused.
+    state = SearchState.new(name, _ran(space, edited_key))
     state.save()
     assert main(common) == 2
     err = capsys.readouterr().err
     assert f"--resume: the interrupted search {name!r} ({state.invocation}) is another search" in err
-    assert f"data_key 'another-preparation', this one {key!r}" in err and "Traceback" not in err
+    assert f"data_key {edited_key!r}, this one {key!r}" in err and "Traceback" not in err
     mlflow.set_tracking_uri(uri)
     assert mlflow.search_runs(search_all_experiments=True).empty  # no run opened
 

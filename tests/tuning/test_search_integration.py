@@ -270,6 +270,9 @@ def test_a_stopped_search_closes_its_runs_and_resume_finishes_it_without_repeati
     rerun = [c for c in children_after if c.data.tags["ecgtune.trial_id"] in finished_before
              and len(client.get_metric_history(c.info.run_id, "system/epoch")) > 1]
     assert not rerun  # a trial that had finished was not trained again
+    for child in children_after:  # a trial resumed from its checkpoint logs no epoch twice
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "system/epoch")]
+        assert len(steps) == len(set(steps)), (child.info.run_id, steps)
     for patient in ("100", "208", "119"):
         versions = client.search_model_versions(f"name='{_name('scratch', patient)}'")
         assert len(versions) == 1  # each unit promoted once

@@ -32,12 +32,15 @@ def test_a_resumed_search_finds_the_trials_run_instead_of_opening_another(tmp_pa
     callback.on_trial_start(0, [trial], trial)
     callback.on_trial_result(0, [trial], trial, {"epoch": 1, "val_balanced_accuracy": 0.7, "time_this_iter_s": 3.0,
                                                  "node_id": "n1", "gpu_ids": ""})
+    callback.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.75})
     callback.flush()  # the writes are the writer thread's: the search flushes them before it ends
 
-    # --resume builds the callback anew: it finds the run by the trial's id.
+    # --resume builds the callback anew: it finds the run by the trial's id. The trial goes on from its last
+    # checkpoint (epoch 1): epoch 2, already in the run, is not logged a second time.
     restored = tracking.MLflowTrialRuns(uri, {"tracking-test": (exp, parent)}, resumed=True)
     restored.on_trial_start(0, [trial], trial)
-    restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.8, "node_id": "n2", "gpu_ids": "1"})
+    restored.on_trial_result(0, [trial], trial, {"epoch": 2, "val_balanced_accuracy": 0.76})
+    restored.on_trial_result(0, [trial], trial, {"epoch": 3, "val_balanced_accuracy": 0.8, "node_id": "n2", "gpu_ids": "1"})
     restored.on_trial_complete(0, [trial], trial)
     restored.flush()
 
@@ -46,7 +49,7 @@ def test_a_resumed_search_finds_the_trials_run_instead_of_opening_another(tmp_pa
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.params["train.lr"] == "0.01"
     history = client.get_metric_history(run.info.run_id, "val_balanced_accuracy")
-    assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.8)]
+    assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.75), (3, 0.8)]
     assert "time_this_iter_s" not in run.data.metrics  # Ray's bookkeeping stays out of MLflow
     # The unit's tags, and where the trial ran last (a retried trial may move to another node).
     assert run.data.tags["ecgtune.unit"] == "tracking-test/scratch-cnet-100" and run.data.tags["ecgtune.patient"] == "100"
