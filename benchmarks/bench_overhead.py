@@ -124,7 +124,7 @@ def main() -> None:
         import ray
 
         from ecgtune.spaces import load_space
-        from ecgtune.tuning.search import prepare_data
+        from ecgtune.tuning.prepared import prepare_data
 
         path = root / "overhead.yaml"
         path.write_text(SPACE.format(trials=args.trials))

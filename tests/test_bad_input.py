@@ -288,16 +288,16 @@ def test_address_auto_takes_only_a_ray_of_this_user(ray_local, monkeypatch):
     import getpass
 
     from ecgtune.errors import EcgtuneError
-    from ecgtune.tuning import search, targets
+    from ecgtune.tuning import ray_runtime, targets
 
     gcs = ray_local.get_runtime_context().gcs_address
     assert targets.listener_user(int(gcs.rsplit(":", 1)[1])) == getpass.getuser()  # our own Ray: ours
-    search.refuse_another_users_cluster(gcs)  # taken
+    ray_runtime.refuse_another_users_cluster(gcs)  # taken
     monkeypatch.setattr(targets, "listener_user", lambda port: "someone-else")
     left = []
     monkeypatch.setattr(ray_local, "shutdown", lambda: left.append(True))
     with pytest.raises(EcgtuneError, match=f"--address auto: the Ray cluster on this machine \\({gcs}\\) was started "
                                            "by user 'someone-else'"):
-        search.refuse_another_users_cluster(gcs)
+        ray_runtime.refuse_another_users_cluster(gcs)
     assert left == [True]
 

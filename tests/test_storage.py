@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ecgtune.paths import join_storage, storage_root
-from ecgtune.tuning.search import cluster_notes
+from ecgtune.tuning.ray_runtime import cluster_notes
 from ecgtune.tuning.state import SearchState
 
 
@@ -60,7 +60,7 @@ def test_trials_see_the_drivers_tracking_uri():
     """init_ray hands the tracking URI to every worker process (a real local Ray, in a fresh process)."""
     script = (
         "import os, ray\n"
-        "from ecgtune.tuning.search import init_ray\n"
+        "from ecgtune.tuning.ray_runtime import init_ray\n"
         f"init_ray(None, 'http://tracking.example:5000')\n"
         "print('URI', ray.get(ray.remote(lambda: os.environ.get('MLFLOW_TRACKING_URI')).remote()))\n"
         "ray.shutdown()\n"

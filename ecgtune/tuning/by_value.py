@@ -95,7 +95,7 @@ def evaluate_by_value(space, stage: str, param: str, *, mlflow_uri: str | None =
     which the search summary already gives."""
     from ray.tune import Checkpoint
 
-    from ecgtune.tuning.search import prepare_data
+    from ecgtune.tuning.prepared import prepare_data
     from ecgtune.tuning.selection import evaluate_in_search
 
     if stage not in [s.stage for s in space.stages]:

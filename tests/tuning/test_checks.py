@@ -12,7 +12,8 @@ from ecgtune.data.examples import Examples
 from ecgtune.errors import EcgtuneError
 from ecgtune.spaces import load_space
 from ecgtune.data.splits import leak_free
-from ecgtune.tuning.search import PreparedData, check_fit
+from ecgtune.tuning.fit_checks import check_fit
+from ecgtune.tuning.prepared import PreparedData
 
 
 def test_weights_are_reused_only_where_they_never_saw_a_test_example():
@@ -61,7 +62,7 @@ def test_the_metric_check_names_every_metric_without_a_warning():
     of one class only, and sklearn warned "A single label was found" at the start of every search."""
     import warnings
 
-    from ecgtune.tuning.search import metric_names
+    from ecgtune.tuning.fit_checks import metric_names
 
     n = 12
     y = np.zeros(n, np.int64)  # the first examples all normal, as a record's first windows often are

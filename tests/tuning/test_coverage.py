@@ -11,7 +11,7 @@ from ecgtune.spaces import load_space, shape_search
 from ecgtune.tuning.coverage import coverage_gap, skipped_units
 from ecgtune.tuning.finalize import UnitSummary
 from ecgtune.tuning.plan import build_plan
-from ecgtune.tuning.search import PreparedData
+from ecgtune.tuning.prepared import PreparedData
 
 
 def _examples(y_by_record: dict[str, list[int]]) -> tuple[Examples, np.ndarray]:

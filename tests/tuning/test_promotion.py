@@ -150,7 +150,7 @@ def test_transfer_takes_the_champion_of_the_named_source_whatever_its_data(regis
     from ecgtune.spaces import load_space
     from ecgtune.training.checkpoint import save_state
     from ecgtune.tuning.plan import sources_of
-    from ecgtune.tuning.search import pretrained_start
+    from ecgtune.tuning.starting_weights import pretrained_start
 
     client, exp = registry
     space = load_space("mi_transfer")
@@ -176,7 +176,7 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
     from ecgtune.errors import EcgtuneError
     from ecgtune.spaces import load_space
     from ecgtune.tuning.plan import sources_of
-    from ecgtune.tuning.search import pretrained_start
+    from ecgtune.tuning.starting_weights import pretrained_start
 
     client, exp = registry
     space = load_space("finetune_patients")
@@ -188,6 +188,16 @@ def test_finetuning_refuses_a_pretraining_champion_from_other_data(registry):
                       metric="val_balanced_accuracy", value=0.9, mode="max", tags={"data_key": "chronological-data"})
     with pytest.raises(EcgtuneError, match="leak"):
         pretrained_start(client, space, source, data_key="per-patient-data")
+    # The search's pre-flight check refuses it too, before Ray starts or any run is opened (it did only once
+    # the champion was missing; a leaking one was refused after Ray and the parent runs were up).
+    from types import SimpleNamespace
+
+    from ecgtune.tuning.plan import build_plan
+    from ecgtune.tuning.starting_weights import check_external_sources
+
+    finetune_only = [u for u in build_plan([space.with_patients(["100"])]) if u.stage.stage == "finetune"]
+    with pytest.raises(EcgtuneError, match="could leak test windows"):
+        check_external_sources(client, finetune_only, {space.experiment_name: SimpleNamespace(key="per-patient-data")})
 
 
 def test_a_unit_finalised_again_reuses_the_version_it_registered(registry):

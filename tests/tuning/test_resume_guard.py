@@ -50,7 +50,8 @@ def test_resuming_another_search_exits_2_before_anything_starts(real_data_dir, t
     import mlflow
 
     (space,) = shape_search([load_space("quickstart")], smoke_test=True)
-    from ecgtune.tuning.search import prepare_data, schedule_name
+    from ecgtune.tuning.prepared import prepare_data
+    from ecgtune.tuning.search import schedule_name
 
     key = prepare_data(space, str(real_data_dir)).key
     # The data key follows the bytes preparation read, not the folder: a copy of the records has the same
