@@ -394,6 +394,22 @@ def provide_external_weights(mlf, plan: list[Unit], data: dict[str, PreparedData
     state.save()
 
 
+def close_runs(mlf, records: dict[str, SpaceRecord], status: str, echo) -> None:
+    """Close a stopping search's runs as ``status``; with MLflow unreachable (what may have stopped it)
+    they stay RUNNING, which --resume reopens and a later search closes (close_orphaned_runs): the error
+    that stopped the search is the one the user sees."""
+    from ecgtune.tuning.mlflow_retry import is_transient
+
+    for record in records.values():
+        try:
+            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, status)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            echo("note: MLflow did not answer; the runs of this search stay RUNNING until --resume")
+            return
+
+
 def run_search(spaces: list[SearchSpace], **options) -> list[UnitSummary]:
     """Run every unit of ``spaces`` as one schedule; return the summaries of all units (plan order).
 
@@ -419,7 +435,10 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
     from ecgtune.tuning.targets import check_targets
     from ecgtune.tuning.tuner import param_space, run_trials
 
+    from ecgtune.tuning.mlflow_writer import MlflowWriter, fail_fast_http
+
     check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
+    fail_fast_http()  # the search's writer retries MLflow itself (put back by run_search)
     plan = build_plan(spaces)
     data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
     for space in spaces:
@@ -483,9 +502,10 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
             if prepared.key not in refs:
                 refs[prepared.key] = ray.put((prepared.examples, prepared.split_labels))
         readiness = Readiness(state.weights, state.versions)
+        writer = MlflowWriter(mlf.tracking_uri)  # trials, selection and promotion write through it alone
         finalizer = Finalizer(
             mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
-            readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo,
+            readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo, writer=writer,
         )
         spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
         done = set(state.finished)
@@ -493,7 +513,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
                                 train_examples=train_examples(plan, data))
         planned = {u.key: u.planned_trials for u in plan}
         trial_runs = tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
-                                              resumed=resume, labels=run_labels(plan, spaces_))
+                                              resumed=resume, labels=run_labels(plan, spaces_), writer=writer)
         callbacks = [
             trial_runs,
             TrialLines(planned, {u.key: u.space.metric for u in plan}, {u.key: u.space.mode for u in plan}),
@@ -519,16 +539,14 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
             trial_runs.flush(raise_error=False)  # then no write of its comes after the runs are closed
         if finalizer is not None:
             finalizer.close(cancel=True)
-        for record in records.values():
-            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "KILLED")
+        close_runs(mlf, records, "KILLED", echo)
         raise
     except BaseException:
         if trial_runs is not None:
             trial_runs.flush(raise_error=False)
         if finalizer is not None:
             finalizer.close(cancel=True)
-        for record in records.values():
-            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "FAILED")
+        close_runs(mlf, records, "FAILED", echo)
         raise
     for space in spaces:
         record = records[space.experiment_name]
