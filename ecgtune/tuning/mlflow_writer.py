@@ -59,7 +59,8 @@ class MlflowWriter:
 
     ``submit`` queues a write and returns at once (Tune's callbacks); ``call`` queues one and waits for its
     answer (the finaliser); a call made on the writer's own thread runs at once. The first write that
-    fails for good is kept in ``error``; the writes queued after it are dropped, except barriers.
+    fails for good is kept in ``error``; the writes queued after it are dropped, except barriers and calls
+    (unless MLflow itself is gone).
     """
 
     def __init__(self, uri: str, *, budget_s: float | None = None, sleep: Callable[[float], None] = time.sleep,
@@ -111,16 +112,18 @@ class MlflowWriter:
         """``fn()`` on the writer's thread, retried; its answer or its error."""
         if self.on_writer_thread():
             return self.retried(fn, what)
-        if self.error is not None:
-            raise self.error
+        if isinstance(self.error, MlflowUnavailable):
+            raise self.error  # at once, not after another budget of retries
         return self.submit(lambda: self.retried(fn, what), what, waited=True).result()
 
     def _work(self) -> None:
         while True:
             write, what, always, waited, future = self._queue.get()
             try:
-                if self.error is not None and not always:
-                    future.set_exception(self.error)  # dropped: the search is stopping
+                # After a failure the trials' writes are dropped (the search is stopping); a caller waiting
+                # (closing the runs) is still answered, unless MLflow itself is gone.
+                if self.error is not None and not always and (not waited or isinstance(self.error, MlflowUnavailable)):
+                    future.set_exception(self.error)
                     continue
                 result = write()
                 future.set_result(result)

@@ -398,13 +398,13 @@ def close_runs(mlf, records: dict[str, SpaceRecord], status: str, echo) -> None:
     """Close a stopping search's runs as ``status``; with MLflow unreachable (what may have stopped it)
     they stay RUNNING, which --resume reopens and a later search closes (close_orphaned_runs): the error
     that stopped the search is the one the user sees."""
-    from ecgtune.tuning.mlflow_retry import is_transient
+    from ecgtune.tuning.mlflow_retry import MlflowUnavailable, is_transient
 
     for record in records.values():
         try:
             tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, status)
         except Exception as exc:
-            if not is_transient(exc):
+            if not (isinstance(exc, MlflowUnavailable) or is_transient(exc)):
                 raise
             echo("note: MLflow did not answer; the runs of this search stay RUNNING until --resume")
             return
@@ -448,7 +448,10 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
         check_fit(space, data[space.experiment_name])
     if not address:  # the local Ray's size is known before it starts: an impossible request starts nothing
         per_trial = trial_resources(spaces, on_cluster=False, cluster=local_view(), override=resources or {}, echo=echo)
-    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    # Every MLflow call of the search (the driver's, the trial runs', the finaliser's) goes through one
+    # writer: one client, one thread, each call retried while MLflow fails transiently.
+    writer = MlflowWriter(tracking.tracking_uri(mlflow_uri))
+    mlf = writer.proxy()
     check_schedule_sources(plan, data)
     check_external_sources(mlf, plan, data)
     whole_plan, skipped = plan, skipped_units(plan, data)
@@ -502,7 +505,6 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
             if prepared.key not in refs:
                 refs[prepared.key] = ray.put((prepared.examples, prepared.split_labels))
         readiness = Readiness(state.weights, state.versions)
-        writer = MlflowWriter(mlf.tracking_uri)  # trials, selection and promotion write through it alone
         finalizer = Finalizer(
             mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
             readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo, writer=writer,

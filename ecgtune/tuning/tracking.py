@@ -474,7 +474,9 @@ class MLflowTrialRuns(Callback):
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         uri = self._artifact_uris.get(trial_id) or self.mlflow.get_run(run_id).info.artifact_uri
-        return get_artifact_repository(uri)
+        # The search's tracking URI, not the process's: an mlflow-artifacts: location (a server that proxies
+        # artifacts) is resolved against it, and the process's may be another store or none.
+        return get_artifact_repository(uri, tracking_uri=self.uri)
 
     def _forget(self, trial_id: str) -> None:
         for per_trial in (self._runs, self._started, self._tags, self._artifact_uris):
