@@ -313,10 +313,12 @@ class MLflowTrialRuns(Callback):
         self._stopped: dict[str, str] = {}  # Tune's thread: per trial id its scheduler stopped early, the scheduler
         self._artifact_uris: dict[str, str] = {}  # per trial id, its run's artifact location
         self._stopping = False  # Tune was asked to stop: MLflow stayed away beyond the retry budget
+        self._caught_up = not resumed  # a resumed search checks once that every ended trial's run was closed
 
     def __getstate__(self):
         return dict(self.__dict__, _writer=None, _runs={}, _started={}, _tags={}, _artifact_uris={},
-                    _params_due=set(), _pending={}, _sent_at={}, _stopped={}, _stopping=False)
+                    _params_due=set(), _pending={}, _sent_at={}, _stopped={}, _stopping=False,
+                    _caught_up=not self.resumed)
 
     @property
     def writer(self):
@@ -486,6 +488,31 @@ class MLflowTrialRuns(Callback):
     # -- Tune's events, on its thread: what to write is taken from the trial now (it changes later)
     def on_step_begin(self, iteration, trials, **info):
         self._stop_on_error()
+        if not self._caught_up:
+            self._caught_up = True
+            ended = [(t, t.checkpoint, dict(getattr(t, "last_result", None) or {}))
+                     for t in trials if getattr(t, "status", None) == "TERMINATED"]
+            if ended:
+                self._submit(lambda: self._close_ended(ended), "closing the runs of trials that ended")
+
+    def _close_ended(self, ended: list) -> None:
+        """Trials that ended before the search stopped but whose run's last writes never happened (MLflow
+        was away for good, or the driver died first): Tune will not report them again, so their runs are
+        closed now, with their checkpoint and best figures (the epochs' series may lack the epochs whose
+        writes were dropped). One query per experiment, not per trial."""
+        closed = set()
+        for exp_id, parent_run_id in set(self.parents.values()):
+            runs = self.mlflow.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                           max_results=50000)
+            # Ended by its own writes: FINISHED, or stopped by the scheduler, or failed with its reason. A run
+            # closed from outside (a stopping search: KILLED; a later search: FAILED) is not.
+            closed |= {r.data.tags.get(TRIAL_TAG) for r in runs
+                       if r.info.status == "FINISHED" or STOPPED_TAG in r.data.tags or ERROR_TAG in r.data.tags}
+        for trial, checkpoint, last_result in ended:
+            if trial.trial_id in closed or trial.config.get("space") not in self.parents:
+                continue
+            stopped_by = (trial.config.get("scheduler") or "asha") if stopped_early(last_result, trial.config) else None
+            self._complete(trial, checkpoint, last_result, [], None, stopped_by)
 
     def _stop_on_error(self) -> None:
         """On Tune's thread: end the run if a write failed for good."""

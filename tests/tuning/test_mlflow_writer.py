@@ -127,3 +127,49 @@ def test_mlflow_away_beyond_the_budget_stops_tune_gracefully_and_the_search_fail
     with pytest.raises(MlflowUnavailable):  # the finaliser's calls fail at once too
         writer.proxy().get_run(parent)
     assert client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'") == []
+
+
+def test_a_resumed_search_closes_the_runs_of_trials_that_ended_while_mlflow_was_away(tmp_path):
+    import torch
+
+    from ecgtune.training.checkpoint import save_state
+
+    uri, client, exp, parent = _store(tmp_path)
+    # Before the stop: t1's run was opened, then MLflow went away as t1 ended (its last writes dropped) and
+    # the stopping search could not close it; t2 ended and was written in full.
+    before = tracking.MLflowTrialRuns(uri, {"writer-test": (exp, parent)})
+    ended, written = _trial("t1"), _trial("t2")
+    for trial in (ended, written):
+        before.on_trial_start(0, [trial], trial)
+    before.on_trial_complete(0, [written], written)
+    before.flush()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    save_state(folder, {"model_state": {"w": torch.ones(2)}, "model_spec": {"name": "cnet"},
+                        "optimizer_state": {"state": {}}, "epoch": 3})
+    ended.checkpoint = SimpleNamespace(as_directory=lambda: _Folder(folder))
+    ended.last_result = {"epoch": 3, "best_val_balanced_accuracy": 0.9, "best_epoch": 3, "reported_at": 2_000_000_000.5}
+
+    # --resume: Tune restores both as TERMINATED and reports neither again.
+    resumed = tracking.MLflowTrialRuns(uri, {"writer-test": (exp, parent)}, resumed=True)
+    ended.status = written.status = "TERMINATED"
+    resumed.on_step_begin(0, [ended, written])
+    resumed.on_step_begin(1, [ended, written])  # checked once
+    resumed.flush()
+    runs = {r.data.tags["ecgtune.trial_id"]: r for r in client.search_runs([exp])
+            if r.data.tags.get("mlflow.parentRunId") == parent}
+    assert sorted(runs) == ["t1", "t2"] and {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert runs["t1"].data.metrics["best_val_balanced_accuracy"] == 0.9
+    local = client.download_artifacts(runs["t1"].info.run_id, "checkpoint/state.pt", str(tmp_path))
+    assert set(torch.load(local, weights_only=True)) == {"model_state", "model_spec", "epoch"}  # no optimizer state
+
+
+class _Folder:
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return str(self.path)
+
+    def __exit__(self, *exc):
+        return False
