@@ -15,7 +15,6 @@ import os
 import queue
 import signal
 import threading
-import time
 from concurrent.futures import Future
 from typing import Callable, TypeVar
 
@@ -63,7 +62,7 @@ class MlflowWriter:
     (unless MLflow itself is gone).
     """
 
-    def __init__(self, uri: str, *, budget_s: float | None = None, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, uri: str, *, budget_s: float | None = None, sleep: Callable[[float], None] | None = None,
                  make_client: Callable[[str], object] | None = None):
         self.uri = uri
         self.budget_s = retry_budget_s() if budget_s is None else budget_s
@@ -74,6 +73,7 @@ class MlflowWriter:
         self._start_lock = threading.Lock()
         self.error: BaseException | None = None
         self._raised = False
+        self._cancelled = threading.Event()  # a stopping search gave up on the writes still queued
 
     @property
     def client(self):
@@ -90,11 +90,20 @@ class MlflowWriter:
     def on_writer_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
+    def _pause(self, seconds: float) -> None:
+        """The backoff between attempts; cut short when the search gives up on its writes (``drain``)."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self._cancelled.wait(seconds)
+        if self._cancelled.is_set():
+            raise MlflowUnavailable("the search stopped while MLflow did not answer; --resume finishes it")
+
     def retried(self, call: Callable[[], T], what: str) -> T:
-        return retried(call, what, budget_s=self.budget_s, sleep=self._sleep)
+        return retried(call, what, budget_s=self.budget_s, sleep=self._pause)
 
     def find_or_create(self, find, create, what: str):
-        return find_or_create(find, create, what, budget_s=self.budget_s, sleep=self._sleep)
+        return find_or_create(find, create, what, budget_s=self.budget_s, sleep=self._pause)
 
     def submit(self, write: Callable[[], object], what: str, always: bool = False, waited: bool = False) -> Future:
         """Queue ``write()`` (it retries its own steps: ``retried``, ``find_or_create``, ``proxy``); ``always``:
@@ -148,6 +157,18 @@ class MlflowWriter:
         """Wait until every write queued so far is done (or dropped)."""
         if self._thread is not None:
             self._queue.join()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the writes queued so far (a stopping search: Ctrl-C must not wait
+        out an MLflow outage); past it, give up on them (MlflowUnavailable from then on). Whether all
+        were done."""
+        if self.barrier().wait(timeout_s):
+            return True
+        if self.error is None:
+            self.error = MlflowUnavailable(f"MLflow did not take this search's last writes within {timeout_s:.0f} s "
+                                           "of its stop; --resume finishes it")
+        self._cancelled.set()
+        return False
 
     def barrier(self) -> threading.Event:
         """An event set once the writes queued so far are done (failed or not)."""

@@ -31,6 +31,9 @@ from ecgtune.tuning.state import SearchState, resume_mismatch, splits_of, what_r
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
 # last checkpoint; on the local Ray a failing trial is a bug, reported at once.
 CLUSTER_TRIAL_RETRIES = 3
+# A stopping search (Ctrl-C, an error) waits this long for MLflow to take its last writes, not an outage's
+# whole retry budget; what is left is written by --resume.
+STOP_WAIT_S = 30.0
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -429,13 +432,12 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
     import ray
 
     from ecgtune.tuning.completion import UnitCompletion
+    from ecgtune.tuning.mlflow_writer import MlflowWriter, fail_fast_http
     from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.resources import check_storage, cluster_view, local_view, trial_resources
     from ecgtune.tuning.searcher import UnitSearcher
     from ecgtune.tuning.targets import check_targets
     from ecgtune.tuning.tuner import param_space, run_trials
-
-    from ecgtune.tuning.mlflow_writer import MlflowWriter, fail_fast_http
 
     check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
     fail_fast_http()  # the search's writer retries MLflow itself (put back by run_search)
@@ -538,14 +540,14 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
             )
     except KeyboardInterrupt:
         if trial_runs is not None:
-            trial_runs.flush(raise_error=False)  # then no write of its comes after the runs are closed
+            trial_runs.flush(raise_error=False, timeout_s=STOP_WAIT_S)  # then no write of its comes after the runs are closed
         if finalizer is not None:
             finalizer.close(cancel=True)
         close_runs(mlf, records, "KILLED", echo)
         raise
     except BaseException:
         if trial_runs is not None:
-            trial_runs.flush(raise_error=False)
+            trial_runs.flush(raise_error=False, timeout_s=STOP_WAIT_S)
         if finalizer is not None:
             finalizer.close(cancel=True)
         close_runs(mlf, records, "FAILED", echo)

@@ -343,13 +343,16 @@ class MLflowTrialRuns(Callback):
         """Raise the write that failed, once (the writes after it are dropped: the search is failing)."""
         self.writer.raise_error()
 
-    def flush(self, raise_error: bool = True) -> None:
-        """Send the metrics held back, wait until every write asked for so far is in the store; raise the
-        first that failed."""
+    def flush(self, raise_error: bool = True, timeout_s: float | None = None) -> None:
+        """Send the metrics held back, wait until every write asked for so far is in the store (for
+        ``timeout_s`` at most: then they are given up); raise the first that failed."""
         for trial_id in list(self._pending):
             if self.writer.error is None:
                 self._send(trial_id)
-        self.writer.join()
+        if timeout_s is None:
+            self.writer.join()
+        else:
+            self.writer.drain(timeout_s)
         if raise_error:
             self.raise_error()
 

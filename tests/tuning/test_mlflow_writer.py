@@ -173,3 +173,20 @@ class _Folder:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_a_stopping_search_waits_for_mlflow_only_so_long(tmp_path):
+    """Ctrl-C during an outage: the queued writes are given up after the wait, not after the retry budget."""
+    import time
+
+    uri, client, exp, parent = _store(tmp_path)
+    faulty = FaultyClient(uri, failures={"set_tag": 10**9})
+    writer = MlflowWriter(uri, budget_s=600, make_client=lambda _: faulty)  # real backoff, ten minutes of it
+    writer.submit(lambda: writer.retried(lambda: writer.client.set_tag(parent, "k", "v"), "a tag"), "a tag")
+    started = time.monotonic()
+    assert not writer.drain(1.0)
+    writer.join()  # the write being retried stops at its next pause
+    assert time.monotonic() - started < 30
+    assert isinstance(writer.error, MlflowUnavailable)
+    with pytest.raises(MlflowUnavailable):  # closing the runs then fails at once, and the search says so
+        writer.proxy().set_terminated(parent, "KILLED")
