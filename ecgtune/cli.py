@@ -89,7 +89,6 @@ def cmd_predict(args) -> int:
     --fs and --leads): one row per beat or recording with a probability p_<class> per class and the label,
     written to --out (.parquet or .csv). A recording the model cannot take is refused by name; the others
     are predicted (exit 1 when any was refused)."""
-    from ecgtune.tuning import tracking
     from ecgtune.tuning.apply import predict_files
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -104,7 +103,6 @@ def cmd_evaluate(args) -> int:
     in a space, in a YAML file) through its own preparation of the raw recordings; print per-class
     sensitivity, PPV and F1 with record-bootstrap 95 percent intervals, log an MLflow evaluation run and tag
     the version external.<dataset>.<measure>. Data overlapping the model's training records are refused."""
-    from ecgtune.tuning import tracking
     from ecgtune.tuning.apply import evaluate_external
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

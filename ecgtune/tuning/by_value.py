@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 
 from ecgtune.errors import EcgtuneError
-from ecgtune.spaces import measure_of
 from ecgtune.tuning import tracking
 
 

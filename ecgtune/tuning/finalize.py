@@ -28,6 +28,7 @@ from ecgtune.training.checkpoint import write_weights
 from ecgtune.tuning import pause_points, promotion, tracking
 from ecgtune.tuning.artifacts import log_confusion_matrix, log_label_counts, log_test_predictions
 from ecgtune.tuning.gate import champion_scorer
+from ecgtune.tuning.mlflow_writer import on_writer
 from ecgtune.tuning.plan import Unit
 from ecgtune.tuning.run_labels import dataset_inputs, split_profile
 # Imported with the driver, not when the first unit completes: a search that runs for hours finalises its
@@ -102,10 +103,18 @@ class StopOnError(Callback):
 
     def __init__(self, readiness: Readiness):
         self.readiness = readiness
+        self._stopping = False
 
     def on_step_begin(self, iteration, trials, **info):
+        from ecgtune.tuning.mlflow_retry import MlflowUnavailable
+        from ecgtune.tuning.mlflow_writer import stop_trials_gracefully
+
         if self.readiness.error is not None:
-            raise self.readiness.error
+            # MLflow gone for good: Tune stops as at Ctrl-C (its state saved for --resume); the search
+            # raises the error once Tune returned.
+            if not (isinstance(self.readiness.error, MlflowUnavailable) and (self._stopping or stop_trials_gracefully())):
+                raise self.readiness.error
+            self._stopping = True
 
 
 def weights_location(storage_path: str, name: str) -> str:
@@ -135,8 +144,9 @@ class Finalizer:
     """
 
     def __init__(self, *, mlflow_uri: str, plan: dict[str, Unit], spaces: dict[str, SpaceRecord], state, readiness: Readiness,
-                 sources: set[str], echo):
+                 sources: set[str], echo, writer=None):
         self.mlflow_uri, self.plan, self.spaces, self.state = mlflow_uri, plan, spaces, state
+        self.writer = writer  # the search's one MLflow writer: every MLflow call of a unit runs on its thread
         self.readiness, self.sources, self.echo = readiness, sources, echo
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecgtune-finalize")
         self._client = None
@@ -144,7 +154,7 @@ class Finalizer:
     @property
     def mlflow(self):
         if self._client is None:
-            self._client = tracking.client(self.mlflow_uri)
+            self._client = self.writer.proxy() if self.writer is not None else tracking.client(self.mlflow_uri)
         return self._client
 
     def submit(self, key: str, outcomes: list, after=None) -> Future:
@@ -286,7 +296,9 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     model_inputs = list(evaluation.state["model_spec"]["inputs"])  # what the model takes of the examples
     champion = champion_parts(data, evaluation)
     facts = version_facts(space, data, evaluation, champion)
-    promoted = promotion.promote(
+    # On the writer's thread as a whole: its model logging writes through MLflow's fluent API, and a
+    # retry finds the version an attempt registered (its INVOCATION_TAG).
+    promoted = on_writer(mlf, lambda: promotion.promote(
         mlf,
         name=unit.registered_name, model_name=unit.name,
         run_id=run_id, model=evaluation.model, example=example_batch(data.examples.with_inputs(model_inputs)),
@@ -306,7 +318,7 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         score_champion=champion_scorer(mlf, dataset=space.dataset, split=space.split, data=data, patient=unit.patient,
                                        metric=space.metric),
         champion=champion,
-    )
+    ), f"the promotion of {unit.key}")
     pause_points.reached(pause_points.PROMOTION)  # registered, the alias moved or kept; not yet recorded as done
     description = version_description(space, unit, run_id, evaluation, facts, measure)
     mlf.update_model_version(promoted.name, promoted.version, description=description)

@@ -26,6 +26,9 @@ from ecgtune.tuning.state import SearchState, resume_mismatch, splits_of, what_r
 # On a cluster a trial can lose its node (spot reclaim, a workstation rebooted) and is retried from its
 # last checkpoint; on the local Ray a failing trial is a bug, reported at once.
 CLUSTER_TRIAL_RETRIES = 3
+# A stopping search (Ctrl-C, an error) waits this long for MLflow to take its last writes, not an outage's
+# whole retry budget; what is left is written by --resume.
+STOP_WAIT_S = 30.0
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -37,6 +40,22 @@ def schedule_name(spaces: list[SearchSpace], suite: str | None = None) -> str:
     if suite:
         return f"{suite}-smoke" if spaces and spaces[0].smoke_test else suite
     return "+".join(s.experiment_name for s in spaces)
+
+
+def close_runs(mlf, records: dict[str, SpaceRecord], status: str, echo) -> None:
+    """Close a stopping search's runs as ``status``; with MLflow unreachable (what may have stopped it)
+    they stay RUNNING, which --resume reopens and a later search closes (close_orphaned_runs): the error
+    that stopped the search is the one the user sees."""
+    from ecgtune.tuning.mlflow_retry import MlflowUnavailable, is_transient
+
+    for record in records.values():
+        try:
+            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, status)
+        except Exception as exc:
+            if not (isinstance(exc, MlflowUnavailable) or is_transient(exc)):
+                raise
+            echo("note: MLflow did not answer; the runs of this search stay RUNNING until --resume")
+            return
 
 
 def run_search(spaces: list[SearchSpace], **options) -> list[UnitSummary]:
@@ -58,6 +77,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
     import ray
 
     from ecgtune.tuning.completion import UnitCompletion
+    from ecgtune.tuning.mlflow_writer import MlflowWriter, fail_fast_http
     from ecgtune.tuning.progress import TrialLines
     from ecgtune.tuning.resources import check_storage, cluster_view, local_view, trial_resources
     from ecgtune.tuning.searcher import UnitSearcher
@@ -65,6 +85,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
     from ecgtune.tuning.tuner import param_space, run_trials
 
     check_targets(address=address, mlflow_uri=mlflow_uri, storage_path=storage_path)
+    fail_fast_http()  # the search's writer retries MLflow itself (put back by run_search)
     plan = build_plan(spaces)
     data = {s.experiment_name: prepare_data(s, data_dir) for s in spaces}
     for space in spaces:
@@ -74,7 +95,10 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
         check_fit(space, data[space.experiment_name])
     if not address:  # the local Ray's size is known before it starts: an impossible request starts nothing
         per_trial = trial_resources(spaces, on_cluster=False, cluster=local_view(), override=resources or {}, echo=echo)
-    mlf = tracking.client(tracking.tracking_uri(mlflow_uri))
+    # Every MLflow call of the search (the driver's, the trial runs', the finaliser's) goes through one
+    # writer: one client, one thread, each call retried while MLflow fails transiently.
+    writer = MlflowWriter(tracking.tracking_uri(mlflow_uri))
+    mlf = writer.proxy()
     check_schedule_sources(plan, data)
     check_external_sources(mlf, plan, data)
     whole_plan, skipped = plan, skipped_units(plan, data)
@@ -130,7 +154,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
         readiness = Readiness(state.weights, state.versions)
         finalizer = Finalizer(
             mlflow_uri=mlf.tracking_uri, plan={u.key: u for u in plan}, spaces=records, state=state,
-            readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo,
+            readiness=readiness, sources={s.name for u in plan for s in u.sources}, echo=echo, writer=writer,
         )
         spaces_ = {u.key: param_space(u, data[u.space.experiment_name].key, per_trial[u.space.experiment_name]) for u in plan}
         done = set(state.finished)
@@ -138,7 +162,7 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
                                 train_examples=train_examples(plan, data))
         planned = {u.key: u.planned_trials for u in plan}
         trial_runs = tracking.MLflowTrialRuns(mlf.tracking_uri, {k: (r.experiment_id, r.parent_run_id) for k, r in records.items()},
-                                              resumed=resume, labels=run_labels(plan, spaces_))
+                                              resumed=resume, labels=run_labels(plan, spaces_), writer=writer)
         callbacks = [
             trial_runs,
             TrialLines(planned, {u.key: u.space.metric for u in plan}, {u.key: u.space.mode for u in plan}),
@@ -161,19 +185,17 @@ def _run_search(spaces: list[SearchSpace], *, suite: str | None = None, address=
             )
     except KeyboardInterrupt:
         if trial_runs is not None:
-            trial_runs.flush(raise_error=False)  # then no write of its comes after the runs are closed
+            trial_runs.flush(raise_error=False, timeout_s=STOP_WAIT_S)  # then no write of its comes after the runs are closed
         if finalizer is not None:
             finalizer.close(cancel=True)
-        for record in records.values():
-            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "KILLED")
+        close_runs(mlf, records, "KILLED", echo)
         raise
     except BaseException:
         if trial_runs is not None:
-            trial_runs.flush(raise_error=False)
+            trial_runs.flush(raise_error=False, timeout_s=STOP_WAIT_S)
         if finalizer is not None:
             finalizer.close(cancel=True)
-        for record in records.values():
-            tracking.close_open_runs(mlf, record.experiment_id, record.parent_run_id, "FAILED")
+        close_runs(mlf, records, "FAILED", echo)
         raise
     for space in spaces:
         record = records[space.experiment_name]

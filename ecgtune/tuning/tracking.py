@@ -274,6 +274,8 @@ def result_end_ms(result: dict, started_ms: int | None = None) -> int | None:
     return max(int(stamp * 1000), started_ms or 0)
 
 
+# What a trial's checkpoint holds for resuming the trial only; its MLflow copy goes without.
+RESUME_ONLY_STATE = ("optimizer_state", "scheduler_state")
 WRITE_EVERY_S = 2.0  # a trial's metrics reach MLflow this often at most (its last ones when it ends)
 MAX_ENTITIES = 1000  # what MLflow takes in one log_batch: metrics, params and tags together
 HOLD_AT_MOST = 800  # metrics held back for a trial before they are sent anyway
@@ -299,12 +301,12 @@ class MLflowTrialRuns(Callback):
     """
 
     def __init__(self, uri: str, parents: dict[str, tuple[str, str]], resumed: bool = False,
-                 labels: dict[str, dict] | None = None):
+                 labels: dict[str, dict] | None = None, writer=None):
         self.uri, self.parents, self.resumed = uri, parents, resumed
+        self._writer = writer  # the search's one MlflowWriter (ecgtune.tuning.mlflow_writer); else its own
         # Per unit key: "searched" (config paths the search chooses), "several_models" (whether its space
         # holds several, so the run name says which).
         self.labels = labels or {}
-        self._client = None
         self._runs: dict[str, str] = {}
         self._started: dict[str, int] = {}  # per trial id, its run's start time (ms)
         self._tags: dict[str, list] = {}  # per trial id, the location tags last written
@@ -316,70 +318,53 @@ class MLflowTrialRuns(Callback):
         # Per trial id restored by --resume, the last epoch its run holds: the trial goes on from its last
         # checkpoint, so the epochs after it that were logged before the interruption come again.
         self._logged_through: dict[str, int] = {}
-        self._queue, self._thread, self._error, self._raised = None, None, None, False
+        self._stopping = False  # Tune was asked to stop: MLflow stayed away beyond the retry budget
+        self._caught_up = not resumed  # a resumed search checks once that every ended trial's run was closed
 
     def __getstate__(self):
-        return dict(self.__dict__, _client=None, _runs={}, _started={}, _tags={}, _artifact_uris={}, _queue=None,
-                    _thread=None, _error=None, _raised=False, _params_due=set(), _pending={}, _sent_at={}, _stopped={},
-                    _logged_through={})
+        return dict(self.__dict__, _writer=None, _runs={}, _started={}, _tags={}, _artifact_uris={},
+                    _params_due=set(), _pending={}, _sent_at={}, _stopped={}, _stopping=False,
+                    _caught_up=not self.resumed, _logged_through={})
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from ecgtune.tuning.mlflow_writer import MlflowWriter
+
+            self._writer = MlflowWriter(self.uri)
+        return self._writer
 
     @property
     def mlflow(self):
-        if self._client is None:
-            self._client = client(self.uri)
-        return self._client
+        """The writer's client, each call retried (the writes run on the writer's thread)."""
+        return self.writer.proxy()
 
-    # -- the writer thread
-    def _submit(self, write, always: bool = False) -> None:
-        """Queue ``write()``; ``always``: run it even after a write failed (a barrier someone waits on)."""
-        self.raise_error()
-        if self._thread is None:
-            import queue
-            import threading
-
-            self._queue = queue.Queue()
-            self._thread = threading.Thread(target=self._write, name="ecgtune-mlflow", daemon=True)
-            self._thread.start()
-        self._queue.put((write, always))
-
-    def _write(self) -> None:
-        while True:
-            write, always = self._queue.get()
-            try:
-                if always or self._error is None:
-                    write()
-            except BaseException as exc:  # kept for the driver's thread, which raises it
-                self._error = exc
-            finally:
-                self._queue.task_done()
+    # -- the writer thread (the search's one MLflow writer)
+    def _submit(self, write, what: str = "a trial run's write") -> None:
+        """Queue ``write()``: it runs on the writer's thread, its MLflow calls retried one by one."""
+        self._stop_on_error()
+        self.writer.submit(write, what)
 
     def raise_error(self) -> None:
         """Raise the write that failed, once (the writes after it are dropped: the search is failing)."""
-        if self._error is not None and not self._raised:
-            self._raised = True
-            raise self._error
+        self.writer.raise_error()
 
-    def flush(self, raise_error: bool = True) -> None:
-        """Send the metrics held back, wait until every write asked for so far is in the store; raise the
-        first that failed."""
+    def flush(self, raise_error: bool = True, timeout_s: float | None = None) -> None:
+        """Send the metrics held back, wait until every write asked for so far is in the store (for
+        ``timeout_s`` at most: then they are given up); raise the first that failed."""
         for trial_id in list(self._pending):
-            if self._error is None:
+            if self.writer.error is None:
                 self._send(trial_id)
-        if self._queue is not None:
-            self._queue.join()
+        if timeout_s is None:
+            self.writer.join()
+        else:
+            self.writer.drain(timeout_s)
         if raise_error:
             self.raise_error()
 
     def barrier(self):
         """An event set once the writes asked for so far are done (failed or not)."""
-        import threading
-
-        done = threading.Event()
-        if self._thread is None:
-            done.set()
-        else:
-            self._submit(done.set, always=True)
-        return done
+        return self.writer.barrier()
 
     # -- what is written, on the writer thread
     def run_id(self, trial) -> str:
@@ -406,7 +391,12 @@ class MLflowTrialRuns(Callback):
                 label = self.labels.get(unit)
                 name = (trial_run_name(trial.config, label["searched"], several_models=label["several_models"])
                         if label else str(trial))
-                run = self.mlflow.create_run(exp_id, run_name=name, tags=tags)
+                # A create_run whose answer was lost (MLflow went down after committing it) made the run:
+                # an attempt after the first looks for it by the trial's id, so a trial never gets two.
+                run = self.writer.find_or_create(
+                    lambda: find_trial_run(self.writer.client, exp_id, parent_run_id, trial.trial_id),
+                    lambda: self.writer.client.create_run(exp_id, run_name=name, tags=tags),
+                    f"the run of trial {trial.trial_id}")
                 run_id = run.info.run_id
                 self._started[trial.trial_id] = run.info.start_time
                 self._artifact_uris[trial.trial_id] = run.info.artifact_uri
@@ -442,8 +432,7 @@ class MLflowTrialRuns(Callback):
         self._log_best(run_id, last_result)
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
-            with checkpoint.as_directory() as d:
-                self._artifacts(trial.trial_id, run_id).log_artifacts(d, "checkpoint")
+            self._upload_checkpoint(trial.trial_id, run_id, checkpoint)
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
         # above, and behind other trials' events): the UI's duration is the trial's own.
         end = result_end_ms(last_result, self._started.pop(trial.trial_id, None))
@@ -479,13 +468,31 @@ class MLflowTrialRuns(Callback):
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
         self._forget(trial.trial_id)
 
+    def _upload_checkpoint(self, trial_id: str, run_id: str, checkpoint) -> None:
+        """The trial's best weights and model spec as the run's ``checkpoint`` artifact, without what only
+        resuming the trial needs (the optimizer's and scheduler's state: Adam's is twice the weights'
+        size). Promotion, fine-tuning, the gate and by-value read the rest (`ecgtune.training.checkpoint`)."""
+        import tempfile
+
+        from ecgtune.training.checkpoint import load_state, save_state
+
+        with checkpoint.as_directory() as source:
+            state = load_state(source)
+        kept = {k: v for k, v in state.items() if k not in RESUME_ONLY_STATE}
+        with tempfile.TemporaryDirectory() as d:
+            save_state(d, kept)
+            repository = self._artifacts(trial_id, run_id)
+            self.writer.retried(lambda: repository.log_artifacts(d, "checkpoint"), f"the checkpoint of run {run_id}")
+
     def _artifacts(self, trial_id: str, run_id: str):
         """The run's artifact repository, from the location its creation returned: the client's own
         log_artifacts reads the run back from the store first (a third of the upload's cost)."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         uri = self._artifact_uris.get(trial_id) or self.mlflow.get_run(run_id).info.artifact_uri
-        return get_artifact_repository(uri)
+        # The search's tracking URI, not the process's: an mlflow-artifacts: location (a server that proxies
+        # artifacts) is resolved against it, and the process's may be another store or none.
+        return get_artifact_repository(uri, tracking_uri=self.uri)
 
     def _forget(self, trial_id: str) -> None:
         for per_trial in (self._runs, self._started, self._tags, self._artifact_uris, self._logged_through):
@@ -494,6 +501,45 @@ class MLflowTrialRuns(Callback):
 
     # -- Tune's events, on its thread: what to write is taken from the trial now (it changes later)
     def on_step_begin(self, iteration, trials, **info):
+        self._stop_on_error()
+        if not self._caught_up:
+            self._caught_up = True
+            ended = [(t, t.checkpoint, dict(getattr(t, "last_result", None) or {}))
+                     for t in trials if getattr(t, "status", None) == "TERMINATED"]
+            if ended:
+                self._submit(lambda: self._close_ended(ended), "closing the runs of trials that ended")
+
+    def _close_ended(self, ended: list) -> None:
+        """Trials that ended before the search stopped but whose run's last writes never happened (MLflow
+        was away for good, or the driver died first): Tune will not report them again, so their runs are
+        closed now, with their checkpoint and best figures (the epochs' series may lack the epochs whose
+        writes were dropped). One query per experiment, not per trial."""
+        closed = set()
+        for exp_id, parent_run_id in set(self.parents.values()):
+            runs = self.mlflow.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                           max_results=50000)
+            # Ended by its own writes: FINISHED, or stopped by the scheduler, or failed with its reason. A run
+            # closed from outside (a stopping search: KILLED; a later search: FAILED) is not.
+            closed |= {r.data.tags.get(TRIAL_TAG) for r in runs
+                       if r.info.status == "FINISHED" or STOPPED_TAG in r.data.tags or ERROR_TAG in r.data.tags}
+        for trial, checkpoint, last_result in ended:
+            if trial.trial_id in closed or trial.config.get("space") not in self.parents:
+                continue
+            stopped_by = (trial.config.get("scheduler") or "asha") if stopped_early(last_result, trial.config) else None
+            self._complete(trial, checkpoint, last_result, [], None, stopped_by)
+
+    def _stop_on_error(self) -> None:
+        """On Tune's thread: end the run if a write failed for good."""
+        from ecgtune.tuning.mlflow_retry import MlflowUnavailable
+        from ecgtune.tuning.mlflow_writer import stop_trials_gracefully
+
+        # MLflow away beyond the retry budget is no bug: Tune stops as at Ctrl-C, its state saved, and the
+        # search raises the writer's error once Tune returned (flush); --resume finishes it. An exception
+        # raised here would end Tune's run without saving its state.
+        if isinstance(self.writer.error, MlflowUnavailable):
+            if self._stopping or stop_trials_gracefully():
+                self._stopping = True
+                return
         self.raise_error()
 
     def on_trial_start(self, iteration, trials, trial, **info):
