@@ -210,7 +210,7 @@ def _ci(any_interval: bool) -> str:
 def _patients_table(section: ExperimentSection, measure: str) -> list[str]:
     rows = section.patients
     several = len({r["model"] for r in rows}) > 1
-    parts = [f"<h3>Scratch vs fine-tuned per patient</h3><table class='patients'><tr>"
+    parts = ["<h3>Scratch vs fine-tuned per patient</h3><table class='patients'><tr>"
              + ("<th>model</th>" if several else "")
              + f"<th>patient</th><th>scratch: test {html.escape(measure)}{_ci(any(r['scratch_interval'] for r in rows))}</th>"
              f"<th>fine-tuned: test {html.escape(measure)}{_ci(any(r['finetune_interval'] for r in rows))}</th>"
