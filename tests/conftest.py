@@ -20,6 +20,18 @@ def ecgtune_home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def restore_mlflow_uris():
+    """MLflow's global tracking and registry URIs as before each test: code that registers models outside a
+    search (promotion in unit tests, `ecgtune evaluate`) sets them, and a later test's registry lookups
+    would otherwise read another test's store."""
+    from ecgtune.tuning.process_state import mlflow_uris, restore_mlflow_uris
+
+    before = mlflow_uris()
+    yield
+    restore_mlflow_uris(*before)
+
+
+@pytest.fixture(autouse=True)
 def restore_rng_state():
     import torch
 

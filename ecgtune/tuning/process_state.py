@@ -19,22 +19,31 @@ from typing import Iterator
 QUIETED_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "optuna")
 
 
-def _mlflow_uris() -> tuple[str | None, str | None]:
-    # The URIs set with mlflow.set_tracking_uri/set_registry_uri (None: taken from the environment). MLflow
-    # keeps them in these module globals and has no public getter that tells "set" from "derived".
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # which mlflow.set_*_uri also set, for subprocesses
+
+
+def mlflow_uris() -> tuple:
+    """The URIs set with mlflow.set_tracking_uri/set_registry_uri (None: taken from the environment) and the
+    environment variables those set. MLflow keeps the first in module globals and has no public getter
+    that tells "set" from "derived"."""
     from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service import utils as tracking
 
-    return tracking._tracking_uri, registry._registry_uri
+    return tracking._tracking_uri, registry._registry_uri, {name: os.environ.get(name) for name in URI_VARIABLES}
 
 
-def _restore_mlflow_uris(tracking_uri: str | None, registry_uri: str | None) -> None:
+def restore_mlflow_uris(tracking_uri: str | None, registry_uri: str | None, variables: dict) -> None:
     import mlflow
     from mlflow.tracking._model_registry import utils as registry
 
-    if _mlflow_uris()[0] != tracking_uri:
+    if mlflow_uris()[0] != tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)  # also resets MLflow's tracer, which keeps the URI
     registry._registry_uri = registry_uri
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @contextmanager
@@ -42,12 +51,12 @@ def restored_process_state() -> Iterator[None]:
     environment = dict(os.environ)
     on_main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if on_main_thread else None
-    uris = _mlflow_uris()
+    uris = mlflow_uris()
     levels = {name: logging.getLogger(name).level for name in QUIETED_LOGGERS}
     try:
         yield
     finally:
-        _restore_mlflow_uris(*uris)  # before the environment: setting a URI sets MLFLOW_TRACKING_URI too
+        restore_mlflow_uris(*uris)  # before the environment: setting a URI sets MLFLOW_TRACKING_URI too
         for name in set(os.environ) - set(environment):
             del os.environ[name]
         for name, value in environment.items():
