@@ -301,3 +301,30 @@ def test_address_auto_takes_only_a_ray_of_this_user(ray_local, monkeypatch):
         ray_runtime.refuse_another_users_cluster(gcs)
     assert left == [True]
 
+
+
+def test_a_spaces_folder_that_does_not_exist_is_refused(tmp_path, capsys, monkeypatch):
+    """Before: `ecgtune spaces` printed nothing and exited 0."""
+    monkeypatch.setenv("ECGTUNE_SPACES_DIR", str(tmp_path / "nowhere"))
+    _refused(["spaces"], capsys, f"ECGTUNE_SPACES_DIR={tmp_path / 'nowhere'}: no such folder", None)
+
+
+def test_a_split_the_dataset_cannot_take_is_refused(tmp_path, capsys, no_ray, real_data_dir):
+    """Before: `--split per_patient` on multi-label PTB-XL records failed with an IndexError after Ray started."""
+    _refused(["search", "--space", "signal_ptbxl", "--smoke-test", "--split", "per_patient", "--data-dir",
+              str(real_data_dir), "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"], capsys,
+             "split 'per_patient' does not fit dataset 'ptbxl'", tmp_path / "m.db")
+
+
+@pytest.mark.parametrize("listed, expected", [
+    ("A00001,N\n/elsewhere/A00002,N\n", "line 2: record '/elsewhere/A00002' is not a recording name"),
+    ("A00001,N\n../cinc2017/A00001,O\n", "line 2: record '../cinc2017/A00001' is not a recording name"),
+    ("A00001,N\nA00001,O\n", "line 2: record 'A00001' is listed twice"),
+])
+def test_a_cinc2017_reference_naming_paths_or_a_recording_twice_is_refused(listed, expected, tmp_path, capsys):
+    """Before: a path was read from outside the data folder; one recording under two ids sat in training and
+    validation at once."""
+    folder = tmp_path / "data" / "cinc2017"
+    folder.mkdir(parents=True)
+    (folder / "REFERENCE.csv").write_text(listed)
+    _refused(["data", "prepare", "cinc2017", "--data-dir", str(tmp_path / "data")], capsys, expected, None)
