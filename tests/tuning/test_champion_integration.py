@@ -20,6 +20,7 @@ import sys
 import venv
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,6 +131,9 @@ def test_champions_predict_raw_recordings_serve_and_validate_externally(tmp_path
                  "--space", "dualnet_xs", "--models", "cnet_rr,ribeiro_resnet,dualnet", "--smoke-test",
                  "--data-dir", str(real_data_dir)]) == 0
     capsys.readouterr()
+    # models:/ URIs below resolve through MLflow's registry URI, which the search leaves as it found it.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
     for name in (BEATS, RECORDS, DUALNET):  # what a version says
         version = client.get_model_version_by_alias(name, "champion")
