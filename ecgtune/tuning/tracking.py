@@ -404,7 +404,9 @@ class MLflowTrialRuns(Callback):
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
-    def _log_result(self, trial, metrics: list, tags: list) -> None:
+    def _log_result(self, trial, metrics: list, tags: list, extra: tuple[list, list] | None = None) -> None:
+        """Write the metrics held back (each epoch once), the params with the first of them, the location
+        tags where they changed, and ``extra`` (metrics, tags: the best epoch's, at a trial's end): one write."""
         from mlflow.entities import Param
 
         run_id = self.run_id(trial)
@@ -420,6 +422,8 @@ class MLflowTrialRuns(Callback):
             tags = []
         else:
             self._tags[trial.trial_id] = tags
+        if extra:
+            metrics, tags = [*metrics, *extra[0]], [*tags, *extra[1]]
         if metrics or params or tags:
             first = MAX_ENTITIES - len(params) - len(tags)
             self.mlflow.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
@@ -427,9 +431,9 @@ class MLflowTrialRuns(Callback):
                 self.mlflow.log_batch(run_id, metrics=metrics[start:start + MAX_ENTITIES])
 
     def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags, stopped_by: str | None = None) -> None:
-        self._log_result(trial, metrics, tags)
+        # The best epoch's figures go with the last metrics: a one-epoch trial's end is one write, not two.
+        self._log_result(trial, metrics, tags, self._best_entities(last_result))
         run_id = self.run_id(trial)
-        self._log_best(run_id, last_result)
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
             self._upload_checkpoint(trial.trial_id, run_id, checkpoint)
@@ -448,21 +452,20 @@ class MLflowTrialRuns(Callback):
         self.mlflow.set_terminated(run_id, status, end_time=end)
         self._forget(trial.trial_id)  # the driver keeps nothing per finished trial
 
-    def _log_best(self, run_id: str, last_result: dict) -> None:
-        """``best_val_*`` once, at the best epoch's step, and that epoch as a tag."""
+    @staticmethod
+    def _best_entities(last_result: dict) -> tuple[list, list]:
+        """``best_val_*`` once, at the best epoch's step, and that epoch as a tag (nothing before an epoch)."""
         from mlflow.entities import Metric, RunTag
 
         best = best_metrics(last_result)
         if not best:
-            return
+            return [], []
         step = int(last_result.get("best_epoch") or last_result.get("epoch") or 0)
         stamp = int(time.time() * 1000)
-        self.mlflow.log_batch(run_id, metrics=[Metric(k, v, stamp, step) for k, v in best.items()],
-                              tags=[RunTag(BEST_EPOCH_TAG, str(step))])
+        return [Metric(k, v, stamp, step) for k, v in best.items()], [RunTag(BEST_EPOCH_TAG, str(step))]
 
     def _failed_run(self, trial, error: str, metrics: list, tags, last_result: dict | None = None) -> None:
-        self._log_result(trial, metrics, tags)
-        self._log_best(self.run_id(trial), last_result or {})
+        self._log_result(trial, metrics, tags, self._best_entities(last_result or {}))
         # The exception's line on the run itself: the UI's FAILED run says why (out of memory at batch 512).
         self.mlflow.set_tag(self.run_id(trial), ERROR_TAG, error)
         self.mlflow.set_terminated(self.run_id(trial), "FAILED")
