@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from ecgtune.tuning import tracking
 from ecgtune.tuning.mlflow_retry import MlflowUnavailable
 from ecgtune.tuning.mlflow_writer import MlflowWriter, find_or_create
+from tests.tuning.test_tracking import FakeTrial, _setup
 
 
 class FaultyClient:
@@ -42,18 +43,6 @@ class FaultyClient:
         return call
 
 
-class FakeTrial(SimpleNamespace):
-    def __str__(self):
-        return f"train_fn_{self.trial_id}"
-
-
-def _store(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    client = tracking.client(uri)
-    exp = tracking.experiment_id(client, "writer-test")
-    return uri, client, exp, client.create_run(exp).info.run_id
-
-
 def _trial(trial_id: str) -> FakeTrial:
     config = {"train": {"lr": 0.01}, "stage": "scratch", "space": "writer-test", "unit": "writer-test/scratch-cnet-100",
               "patient": "100", "model": {"name": "cnet", "hparams": {}}}
@@ -61,7 +50,7 @@ def _trial(trial_id: str) -> FakeTrial:
 
 
 def test_transient_failures_are_retried_and_a_lost_create_never_makes_two_runs(tmp_path):
-    uri, client, exp, parent = _store(tmp_path)
+    uri, client, exp, parent = _setup(tmp_path)
     slept = []
     faulty = FaultyClient(uri, failures={"log_batch": 3, "set_terminated": 1}, lost={"create_run": 1})
     writer = MlflowWriter(uri, budget_s=60, sleep=slept.append, make_client=lambda _: faulty)
@@ -100,7 +89,7 @@ def test_find_or_create_looks_before_creating_again():
 
 
 def test_mlflow_away_beyond_the_budget_stops_tune_gracefully_and_the_search_fails_with_one_line(tmp_path):
-    uri, client, exp, parent = _store(tmp_path)
+    uri, client, exp, parent = _setup(tmp_path)
     faulty = FaultyClient(uri, failures={"create_run": 10**9})  # down for good
     writer = MlflowWriter(uri, budget_s=0.3, sleep=lambda s: None, make_client=lambda _: faulty)
     callback = tracking.MLflowTrialRuns(uri, {"writer-test": (exp, parent)}, writer=writer)
@@ -134,7 +123,7 @@ def test_a_resumed_search_closes_the_runs_of_trials_that_ended_while_mlflow_was_
 
     from ecgtune.training.checkpoint import save_state
 
-    uri, client, exp, parent = _store(tmp_path)
+    uri, client, exp, parent = _setup(tmp_path)
     # Before the stop: t1's run was opened, then MLflow went away as t1 ended (its last writes dropped) and
     # the stopping search could not close it; t2 ended and was written in full.
     before = tracking.MLflowTrialRuns(uri, {"writer-test": (exp, parent)})
@@ -179,7 +168,7 @@ def test_a_stopping_search_waits_for_mlflow_only_so_long(tmp_path):
     """Ctrl-C during an outage: the queued writes are given up after the wait, not after the retry budget."""
     import time
 
-    uri, client, exp, parent = _store(tmp_path)
+    uri, client, exp, parent = _setup(tmp_path)
     faulty = FaultyClient(uri, failures={"set_tag": 10**9})
     writer = MlflowWriter(uri, budget_s=600, make_client=lambda _: faulty)  # real backoff, ten minutes of it
     writer.submit(lambda: writer.retried(lambda: writer.client.set_tag(parent, "k", "v"), "a tag"), "a tag")
