@@ -10,7 +10,8 @@ import torch
 
 from ecgtune.paths import read_bytes, write_bytes
 
-STATE_FILE = "state.pt"
+STATE_FILE = "state.pt"  # the best weights, the model's spec, the figures: what promotion and by-value read
+RESUME_FILE = "resume.pt"  # what only resuming the trial needs: optimizer, scheduler and random states
 
 
 def model_spec(config: dict, examples) -> dict:
@@ -32,13 +33,23 @@ def build_model(spec: dict):
     return create_model(spec["name"], inputs=spec["inputs"], num_outputs=spec["num_outputs"], **spec["hparams"])
 
 
-def save_state(directory: str | os.PathLike, state: dict) -> None:
+def save_state(directory: str | os.PathLike, state: dict, resume: dict | None = None) -> None:
+    """``state`` as STATE_FILE, and ``resume`` (what only a resumed trial needs) as RESUME_FILE beside it:
+    the run's MLflow copy of a checkpoint is STATE_FILE alone, taken as it is (Adam's state is twice the
+    weights' size)."""
     torch.save(state, Path(directory) / STATE_FILE)
+    if resume is not None:
+        torch.save(resume, Path(directory) / RESUME_FILE)
 
 
 def load_state(directory: str | os.PathLike) -> dict:
+    """STATE_FILE, with RESUME_FILE's entries where the checkpoint has one (a trial's own, in Tune's storage)."""
     # Tensors and plain types only: a checkpoint may come from a shared store others can write to.
-    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    resume = Path(directory) / RESUME_FILE
+    if resume.is_file():
+        state.update(torch.load(resume, map_location="cpu", weights_only=True))
+    return state
 
 
 def write_weights(location: str, model_state: dict, spec: dict) -> None:

@@ -259,12 +259,13 @@ def train_fn(config: dict, datasets=None) -> None:
             with tempfile.TemporaryDirectory() as d:
                 save_state(d, {
                     "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
                     "epoch": epoch, "best": value, "metric": metric, "model_spec": spec,
                     "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
                     # Multi-label: the thresholds chosen on validation at this epoch, for test.
                     "thresholds": thresholds_of(metrics, "val", val.label_names) if val.y_numpy.ndim == 2 else None,
+                }, resume={
+                    "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
                     **random_state(generators),
                 })
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

@@ -274,8 +274,6 @@ def result_end_ms(result: dict, started_ms: int | None = None) -> int | None:
     return max(int(stamp * 1000), started_ms or 0)
 
 
-# What a trial's checkpoint holds for resuming the trial only; its MLflow copy goes without.
-RESUME_ONLY_STATE = ("optimizer_state", "scheduler_state")
 WRITE_EVERY_S = 2.0  # a trial's metrics reach MLflow this often at most (its last ones when it ends)
 MAX_ENTITIES = 1000  # what MLflow takes in one log_batch: metrics, params and tags together
 HOLD_AT_MOST = 800  # metrics held back for a trial before they are sent anyway
@@ -431,25 +429,26 @@ class MLflowTrialRuns(Callback):
                 self.mlflow.log_batch(run_id, metrics=metrics[start:start + MAX_ENTITIES])
 
     def _complete(self, trial, checkpoint, last_result: dict, metrics: list, tags, stopped_by: str | None = None) -> None:
-        # The best epoch's figures go with the last metrics: a one-epoch trial's end is one write, not two.
-        self._log_result(trial, metrics, tags, self._best_entities(last_result))
+        from mlflow.entities import RunTag
+
+        # The best epoch's figures (and who stopped the trial) go with the last metrics: one write, not three.
+        best, extra_tags = self._best_entities(last_result)
+        if stopped_by:
+            epochs = trial.config.get("train", {}).get("epochs")
+            extra_tags += [RunTag(STOPPED_TAG, stopped_by),
+                           RunTag(NOTE_TAG, f"Stopped by the {stopped_by.upper()} scheduler after epoch "
+                                            f"{last_result.get('epoch')} of {epochs}: its validation figure at that "
+                                            "point was below its rung's cut.")]
+        self._log_result(trial, metrics, tags, (best, extra_tags))
         run_id = self.run_id(trial)
         if checkpoint is not None:
             # The trainable checkpoints only on improvement, so the latest checkpoint is the best one.
             self._upload_checkpoint(trial.trial_id, run_id, checkpoint)
         # Ended when the trial's last epoch did, not when the driver got round to it (after the upload
-        # above, and behind other trials' events): the UI's duration is the trial's own.
+        # above, and behind other trials' events): the UI's duration is the trial's own. KILLED is the one
+        # status MLflow has for a run ended from outside; the tag says who ended it.
         end = result_end_ms(last_result, self._started.pop(trial.trial_id, None))
-        status = "FINISHED"
-        if stopped_by:
-            # KILLED is the one status MLflow has for a run ended from outside; the tag says who ended it.
-            status = "KILLED"
-            epochs = trial.config.get("train", {}).get("epochs")
-            self.mlflow.set_tag(run_id, STOPPED_TAG, stopped_by)
-            self.mlflow.set_tag(run_id, NOTE_TAG, f"Stopped by the {stopped_by.upper()} scheduler after epoch "
-                                                  f"{last_result.get('epoch')} of {epochs}: its validation "
-                                                  "figure at that point was below its rung's cut.")
-        self.mlflow.set_terminated(run_id, status, end_time=end)
+        self.mlflow.set_terminated(run_id, "KILLED" if stopped_by else "FINISHED", end_time=end)
         self._forget(trial.trial_id)  # the driver keeps nothing per finished trial
 
     @staticmethod
@@ -472,20 +471,17 @@ class MLflowTrialRuns(Callback):
         self._forget(trial.trial_id)
 
     def _upload_checkpoint(self, trial_id: str, run_id: str, checkpoint) -> None:
-        """The trial's best weights and model spec as the run's ``checkpoint`` artifact, without what only
-        resuming the trial needs (the optimizer's and scheduler's state: Adam's is twice the weights'
-        size). Promotion, fine-tuning, the gate and by-value read the rest (`ecgtune.training.checkpoint`)."""
-        import tempfile
+        """The trial's best weights and model spec (its checkpoint's STATE_FILE) as the run's ``checkpoint``
+        artifact, copied as it is; what only resuming the trial needs stays in Tune's storage
+        (`ecgtune.training.checkpoint`). Promotion, fine-tuning, the gate and by-value read it."""
+        import os
 
-        from ecgtune.training.checkpoint import load_state, save_state
+        from ecgtune.training.checkpoint import STATE_FILE
 
         with checkpoint.as_directory() as source:
-            state = load_state(source)
-        kept = {k: v for k, v in state.items() if k not in RESUME_ONLY_STATE}
-        with tempfile.TemporaryDirectory() as d:
-            save_state(d, kept)
             repository = self._artifacts(trial_id, run_id)
-            self.writer.retried(lambda: repository.log_artifacts(d, "checkpoint"), f"the checkpoint of run {run_id}")
+            self.writer.retried(lambda: repository.log_artifact(os.path.join(source, STATE_FILE), "checkpoint"),
+                                f"the checkpoint of run {run_id}")
 
     def _artifacts(self, trial_id: str, run_id: str):
         """The run's artifact repository, from the location its creation returned: the client's own

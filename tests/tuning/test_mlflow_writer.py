@@ -134,8 +134,8 @@ def test_a_resumed_search_closes_the_runs_of_trials_that_ended_while_mlflow_was_
     before.flush()
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    save_state(folder, {"model_state": {"w": torch.ones(2)}, "model_spec": {"name": "cnet"},
-                        "optimizer_state": {"state": {}}, "epoch": 3})
+    save_state(folder, {"model_state": {"w": torch.ones(2)}, "model_spec": {"name": "cnet"}, "epoch": 3},
+               resume={"optimizer_state": {"state": {}}})
     ended.checkpoint = SimpleNamespace(as_directory=lambda: _Folder(folder))
     ended.last_result = {"epoch": 3, "best_val_balanced_accuracy": 0.9, "best_epoch": 3, "reported_at": 2_000_000_000.5}
 
