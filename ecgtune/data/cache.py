@@ -185,7 +185,7 @@ def prepared_path(prefix: str, params: dict[str, Any]) -> Path:
 
 
 def files_fingerprint(files: Iterable[str | os.PathLike]) -> str:
-    """A digest of each file's name below the files' common folder, size and SHA-256 (or "missing"): it
+    """A digest of each file's name below the files' common folder and its SHA-256 (or "missing"): it
     follows the bytes, not where they lie, so a copy of a data folder has the fingerprint of the original
     until one of its files changes. Hashes are kept per file version (`ecgtune.data.file_hashes`): a file
     is read again only when it changed."""
@@ -195,8 +195,7 @@ def files_fingerprint(files: Iterable[str | os.PathLike]) -> str:
     digest = hashlib.sha256()
     for path in sorted(hashes, key=lambda f: os.path.relpath(f, base)):
         name = Path(os.path.relpath(path, base)).as_posix()
-        size = os.path.getsize(path) if hashes[path] else "missing"
-        digest.update(f"{name}\t{size}\t{hashes[path] or ''}\n".encode())
+        digest.update(f"{name}\t{hashes[path] or 'missing'}\n".encode())  # the bytes' hash says their size too
     return digest.hexdigest()
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from mlflow.entities import Metric
 from ray.tune import Callback
 
 from ecgtune.errors import EcgtuneError
@@ -270,9 +272,11 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
     # On the selected run only: the parent holds the units' figures as one artifact (log_space_summary).
     # A unit finalised again after a crash has logged some already: each figure is logged once.
     logged = set(run.data.metrics)
-    for name, value in evaluation.metrics.items():
-        if np.isfinite(value) and name not in logged:
-            mlf.log_metric(run_id, name, value)
+    stamp = int(time.time() * 1000)
+    fresh = [Metric(name, float(value), stamp, 0) for name, value in evaluation.metrics.items()
+             if np.isfinite(value) and name not in logged]
+    if fresh:  # one write (MLflow takes up to 1,000 entities in one batch; a unit has tens of figures)
+        mlf.log_batch(run_id, metrics=fresh)
     pause_points.reached(pause_points.TEST_EVALUATION)
     mlf.set_tag(run_id, tracking.SELECTED_TAG, "true")
     # The unit's dataset inputs go on its selected run (and the parent), not on every trial run: the
@@ -305,10 +309,8 @@ def finalize_unit(mlf, unit: Unit, outcomes: list, record: SpaceRecord, invocati
         metric=space.metric,
         value=evaluation.state["best"], mode=space.mode,
         tags={
-            "space_file": space.path.name, "task": space.task, "dataset": space.dataset, "split": space.split,
-            "data_key": data.key, "git_revision": promotion.git_revision(), "stage": unit.stage.stage,
-            "patient": unit.patient or "all", "model": unit.model.name, "space": space.name,
-            "best_epoch": evaluation.state["epoch"],
+            **registered_model_tags(space, unit), "space_file": space.path.name, "data_key": data.key,
+            "git_revision": promotion.git_revision(), "best_epoch": evaluation.state["epoch"],
             promotion.INVOCATION_TAG: f"{invocation}/{unit.key}",
             # Multi-label: the probability above which each label is predicted (chosen on validation).
             **({"thresholds": json.dumps(dict(zip(evaluation.label_names, map(float, thresholds))))} if thresholds else {}),
